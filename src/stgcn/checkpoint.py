@@ -1,0 +1,139 @@
+"""Checkpoints: atomic writes and safe loads.
+
+Every write goes to a temporary file in the same directory, is flushed and fsync'ed, then renamed
+over the target, so a crash or a full disk never leaves a half-written checkpoint under the real
+name. Every load goes through ``torch.load(weights_only=True)``: a checkpoint that carries a pickled
+callable is refused instead of executed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+
+FORMAT = "stgcn"
+FORMAT_VERSION = 1
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise CheckpointError(f"could not write {path}: {exc.strerror or exc}; "
+                                  "the previous file (if any) is unchanged") from exc
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` with the atomicity of :func:`atomic_write_bytes`."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Load a checkpoint with ``weights_only=True``; errors become :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused to load: the file contains objects other than tensors and plain data "
+            f"(weights_only=True). It may carry executable code. Details: {str(exc).splitlines()[0]}"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from None
+
+
+def save_model(path: str | Path, model: nn.Module, meta: dict | None = None, **extra: Any) -> None:
+    """A self-describing checkpoint: the model's config, its weights and ``meta`` (class names,
+    layout, the data contract for inference). ``extra`` (optimiser state, epoch, ...) is stored as is.
+    """
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    ckpt = {"format": FORMAT, "version": FORMAT_VERSION, "model_config": model.config,
+            "state_dict": state, "meta": dict(meta or {}), **extra}
+    atomic_torch_save(ckpt, path)
+
+
+def build_from_checkpoint(ckpt: dict, source: str = "checkpoint") -> tuple[nn.Module, dict]:
+    from .models import create_model
+
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{source}: not an stgcn checkpoint (no 'format': 'stgcn' entry). For a checkpoint "
+                              "of the official code use stgcn.compat.load_official or `stgcn convert-official`")
+    if ckpt.get("version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{source}: checkpoint format version {ckpt['version']} is newer than this "
+                              f"stgcn ({FORMAT_VERSION}); upgrade stgcn")
+    cfg = ckpt["model_config"]
+    model = create_model(cfg["name"], params=cfg["params"])
+    load_state_dict_strict(model, ckpt["state_dict"], source)
+    model.eval()
+    return model, dict(ckpt.get("meta", {}))
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a model saved by :func:`save_model`; returns ``(model in eval mode, meta)``."""
+    return build_from_checkpoint(safe_load(path, map_location), str(path))
+
+
+def load_state_dict_strict(model: nn.Module, state: dict, source: str = "checkpoint") -> None:
+    """Load weights, raising :class:`CheckpointError` that lists missing/unexpected keys and shape
+    mismatches (expected vs found) instead of loading anything partially."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: expected {tuple(own[k].shape)}, found {tuple(state[k].shape)}"
+              for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            parts.append("shape mismatches (another layout, strategy or class count?): " + "; ".join(shapes[:10]))
+        if missing:
+            parts.append(f"missing keys: {missing[:20]}{' ...' if len(missing) > 20 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys: {unexpected[:20]}{' ...' if len(unexpected) > 20 else ''}")
+        raise CheckpointError(f"{source}: weights do not fit the model: " + " | ".join(parts))
+    model.load_state_dict(state, strict=True)

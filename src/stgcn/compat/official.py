@@ -1,0 +1,102 @@
+"""Load checkpoints saved by the official ST-GCN code (yysijie/st-gcn, ``net/st_gcn.py``).
+
+Our ``stgcn-official`` model uses the official module names, so the weights load key for key. What
+this module adds: the ``module.`` prefix of DataParallel checkpoints is stripped (as the official
+``load_weights`` does), ``num_batches_tracked`` keys missing from checkpoints of torch < 0.4.1 are
+filled, the class count, input channels, subset count and edge importance are read from the weights,
+and any mismatch is reported with the keys involved — nothing is loaded with strict=False.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoint import load_state_dict_strict, safe_load, save_model
+from ..errors import CheckpointError
+from ..graph import Graph, get_layout
+
+KINETICS_CONTRACT = {
+    "normalization": "kinetics",  # x / W, y / H, minus 0.5, zero where the score is 0
+    "channels": ["x", "y", "score"],
+    "num_persons": 2,
+    "clip_len": 300,
+}
+
+
+def official_state_dict(obj: dict | str | Path) -> OrderedDict:
+    """The plain state dict of an official checkpoint (path or loaded dict), prefixes stripped."""
+    source = str(obj) if isinstance(obj, str | Path) else "state_dict"
+    sd = safe_load(obj) if isinstance(obj, str | Path) else obj
+    if isinstance(sd, dict) and "state_dict" in sd and not any(k.endswith("fcn.weight") for k in sd):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{source}: expected a state dict of tensors from the official code")
+    return OrderedDict((k.split("module.")[-1], v) for k, v in sd.items())
+
+
+def load_official(path_or_state_dict: dict | str | Path, *, layout: str, strategy: str = "spatial",
+                  num_classes: int | None = None) -> nn.Module:
+    """Our ``stgcn-official`` model, in eval mode, with the weights of an official checkpoint.
+
+    Args:
+        path_or_state_dict: a ``.pt``/``.pth`` file saved by the official code, or its state dict.
+        layout: the graph layout the checkpoint was trained with (``openpose`` for Kinetics,
+            ``ntu-rgb+d`` for NTU RGB+D).
+        strategy: the partition strategy (all released models use ``spatial``).
+        num_classes: checked against the classifier's size when given.
+    """
+    from ..models import create_model
+
+    source = str(path_or_state_dict) if isinstance(path_or_state_dict, str | Path) else "state_dict"
+    sd = official_state_dict(path_or_state_dict)
+    for key in ("fcn.weight", "data_bn.weight", "st_gcn_networks.0.gcn.conv.weight"):
+        if key not in sd:
+            raise CheckpointError(f"{source}: not an official ST-GCN checkpoint (no {key!r})")
+    lay = get_layout(layout)
+    graph = Graph(lay, strategy)
+    n_cls = sd["fcn.weight"].shape[0]
+    if num_classes is not None and num_classes != n_cls:
+        raise CheckpointError(f"{source}: num_classes={num_classes} was asked, the checkpoint has {n_cls} classes")
+    w0 = sd["st_gcn_networks.0.gcn.conv.weight"]
+    in_channels = w0.shape[1]
+    if "A" in sd and tuple(sd["A"].shape) != tuple(graph.A.shape):
+        raise CheckpointError(
+            f"{source}: the checkpoint's graph A has shape {tuple(sd['A'].shape)} (K, V, V), but layout "
+            f"{lay.name!r} with strategy {strategy!r} gives {tuple(graph.A.shape)}")
+    v_ckpt = sd["data_bn.weight"].shape[0] // in_channels
+    if v_ckpt != lay.num_joints:
+        raise CheckpointError(f"{source}: the checkpoint is for {v_ckpt} joints, layout {lay.name!r} has "
+                              f"{lay.num_joints}")
+    edge_importance = any(k.startswith("edge_importance.") for k in sd)
+    model = create_model("stgcn-official", layout=lay.name, strategy=strategy, num_classes=n_cls,
+                         in_channels=in_channels, edge_importance=edge_importance)
+    own = model.state_dict()
+    for k, v in own.items():
+        if k.endswith("num_batches_tracked") and k not in sd:
+            sd[k] = torch.zeros_like(v)
+    if "A" not in sd:
+        sd["A"] = own["A"]
+    # The official model computes with the A saved in its checkpoint; so do we (load_state_dict).
+    load_state_dict_strict(model, sd, source)
+    return model.eval()
+
+
+def convert_official(src: str | Path, dst: str | Path, *, layout: str, strategy: str = "spatial",
+                     class_names: list[str] | None = None) -> nn.Module:
+    """Write an official checkpoint as an stgcn checkpoint (with class names and data contract)."""
+    model = load_official(src, layout=layout, strategy=strategy)
+    if class_names is None and model.num_classes == 400 and get_layout(layout).name == "openpose":
+        from ..resources import kinetics400_labels
+
+        class_names = kinetics400_labels()
+    if class_names is not None and len(class_names) != model.num_classes:
+        raise CheckpointError(f"{len(class_names)} class names given for a model with {model.num_classes} classes")
+    meta = {"class_names": class_names or [str(i) for i in range(model.num_classes)],
+            "layout": get_layout(layout).name, "stream": "joint", "source": f"official checkpoint {Path(src).name}",
+            "data": dict(KINETICS_CONTRACT) if get_layout(layout).name == "openpose" else {"normalization": "none"}}
+    save_model(dst, model, meta)
+    return model

@@ -1,0 +1,8 @@
+"""Models: the registry and the architectures (ST-GCN paper/official, TCN and local-conv baselines)."""
+
+from .baselines import TCN, TCNConfig
+from .registry import create_model, describe_models, list_models, register_model
+from .stgcn import STGCN, STGCNConfig
+
+__all__ = ["create_model", "list_models", "describe_models", "register_model", "STGCN", "STGCNConfig", "TCN",
+           "TCNConfig"]

@@ -1,0 +1,63 @@
+"""One ST-GCN unit: graph convolution → BN → ReLU → temporal conv (Γ×1) → BN → dropout, plus a
+residual, then ReLU (the official block order)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .gcn import GraphConv, LocalGraphConv
+
+
+class TemporalUnit(nn.Sequential):
+    """BN → ReLU → Conv(Γ×1, stride) → BN → Dropout. Indices 0..4 match the official ``tcn``."""
+
+    def __init__(self, channels: int, kernel_size: int = 9, stride: int = 1, dropout: float = 0.0) -> None:
+        if kernel_size % 2 != 1:
+            raise ValueError(f"temporal kernel size must be odd, got {kernel_size}")
+        pad = (kernel_size - 1) // 2
+        super().__init__(
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, (kernel_size, 1), (stride, 1), (pad, 0)),
+            nn.BatchNorm2d(channels),
+            nn.Dropout(dropout, inplace=True),
+        )
+
+
+class STGCNBlock(nn.Module):
+    """A spatial temporal graph convolution unit (paper §3.6; official ``st_gcn``).
+
+    Shape: x (N, C_in, T, V) → (N, C_out, ceil(T / stride), V).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_subsets: int, *, kernel_size: int = 9,
+                 stride: int = 1, dropout: float = 0.0, residual: bool = True, tie: str | None = None,
+                 local_A: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if local_A is not None:
+            self.gcn = LocalGraphConv(in_channels, out_channels, local_A)
+        else:
+            self.gcn = GraphConv(in_channels, out_channels, num_subsets, tie=tie)
+        self.tcn = TemporalUnit(out_channels, kernel_size, stride, dropout)
+        self.has_residual = residual
+        if residual and (in_channels != out_channels or stride != 1):
+            self.residual = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=(stride, 1)),
+                nn.BatchNorm2d(out_channels),
+            )
+        else:
+            self.residual = None
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+        if not self.has_residual:
+            res = None
+        elif self.residual is None:
+            res = x
+        else:
+            res = self.residual(x)
+        x = self.tcn(self.gcn(x, A))
+        if res is not None:
+            x = x + res
+        return self.relu(x)
