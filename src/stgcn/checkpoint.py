@@ -8,6 +8,7 @@ callable is refused instead of executed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
@@ -49,10 +50,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         if isinstance(exc, OSError):
             raise CheckpointError(f"could not write {path}: {exc.strerror or exc}; "
                                   "the previous file (if any) is unchanged") from exc

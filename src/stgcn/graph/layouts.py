@@ -82,7 +82,8 @@ class Layout:
         try:
             return self.joint_names.index(joint)
         except ValueError:
-            raise LayoutError(f"layout {self.name!r} has no joint {joint!r}; joints: {list(self.joint_names)}") from None
+            raise LayoutError(
+                f"layout {self.name!r} has no joint {joint!r}; joints: {list(self.joint_names)}") from None
 
 
 def _mirror_name(name: str) -> str:

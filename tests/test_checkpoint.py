@@ -1,0 +1,58 @@
+import errno
+
+import pytest
+import torch
+
+import stgcn
+from stgcn import checkpoint
+from stgcn.checkpoint import atomic_torch_save, load_model, safe_load, save_model
+from stgcn.errors import CheckpointError
+
+
+def test_round_trip_restores_model_and_meta(tmp_path):
+    m = stgcn.create_model("stgcn-tiny", layout="kinect-v1", strategy="distance", num_classes=5).eval()
+    path = tmp_path / "m.pt"
+    save_model(path, m, {"class_names": list("abcde"), "layout": "kinect-v1"})
+    m2, meta = load_model(path)
+    assert meta["class_names"] == list("abcde") and not m2.training
+    x = torch.randn(2, 3, 16, 20, 1)
+    torch.testing.assert_close(m(x), m2(x), rtol=0, atol=0)
+
+
+def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_torch_save({"step": 1}, path)
+
+    def full_disk(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", full_disk)
+    with pytest.raises(CheckpointError, match="No space left"):
+        atomic_torch_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert safe_load(path) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def test_not_an_stgcn_checkpoint(tmp_path):
+    p = tmp_path / "x.pt"
+    torch.save({"weights": torch.zeros(2)}, p)
+    with pytest.raises(CheckpointError, match="not an stgcn checkpoint"):
+        load_model(p)
+
+
+def test_weights_of_another_layout_are_refused(tmp_path):
+    m = stgcn.create_model("stgcn-tiny", layout="kinect-v1", num_classes=5)
+    path = tmp_path / "m.pt"
+    save_model(path, m, {})
+    ckpt = safe_load(path)
+    other = stgcn.create_model("stgcn-tiny", layout="openpose", num_classes=5)
+    ckpt["model_config"] = other.config
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=r"expected \(3, 18, 18\), found \(3, 20, 20\)"):
+        load_model(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "nope.pt")
