@@ -1,0 +1,112 @@
+"""The prepared store: files, reading, refusal of incomplete or foreign directories."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+
+import numpy as np
+import pytest
+from test_prepare import FakeSource, fake_load, fake_sample
+
+from stgcn.data.prepare import prepare_source
+from stgcn.data.store import FILES, MARKER, open_store
+from stgcn.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("store") / "s"
+    prepare_source(FakeSource(16, bad_every=0), out, workers=1, loader=fake_load, progress=False)
+    return out
+
+
+def test_files_dtypes_and_axes(store_dir):
+    assert sorted(p.name for p in store_dir.iterdir()) == sorted([*FILES, MARKER])
+    data = np.load(store_dir / "data.npy", mmap_mode="r")
+    offsets = np.load(store_dir / "offsets.npy")
+    labels = np.load(store_dir / "labels.npy")
+    meta = json.loads((store_dir / "meta.json").read_text())
+    assert data.dtype == np.float32 and data.shape[1:] == (2, 25, 3)  # (frames, M, V, C)
+    assert offsets.dtype == np.int64 and offsets[0] == 0 and offsets[-1] == data.shape[0]
+    assert labels.dtype == np.int64 and len(labels) == len(offsets) - 1 == 16
+    assert meta["format"] == "stgcn-store" and meta["version"] == 1
+    assert meta["axes"] == ["frame", "person", "joint", "channel"]
+    assert meta["counts"]["clips"] == 16 and meta["counts"]["frames"] == data.shape[0]
+    # clip i is rows offsets[i]:offsets[i+1], (T, M, V, C)
+    ref = fake_sample("clip5").to_array()
+    np.testing.assert_array_equal(data[offsets[5]:offsets[6], :ref.shape[3]].transpose(3, 0, 2, 1), ref)
+
+
+def test_get_returns_writable_copy(store_dir):
+    s = open_store(store_dir)
+    x = s.get(3)
+    assert x.flags.writeable and x.flags.c_contiguous and x.shape == (3, s.lengths[3], 25, 2)
+    x[:] = 1
+    assert not np.all(s.get(3) == 1)
+    np.testing.assert_array_equal(s.get(-1), s.get(len(s) - 1))
+    with pytest.raises(IndexError):
+        s.get(len(s))
+
+
+def test_splits_and_unknown_split_lists_names(store_dir):
+    s = open_store(store_dir)
+    assert set(s.splits) == {"train", "val"}
+    assert s.split("val").dtype == np.int64
+    with pytest.raises(DataError, match=r"no split 'test'; available: \['train', 'val'\]"):
+        s.split("test")
+
+
+def test_pickle_drops_the_memmap(store_dir):
+    s = open_store(store_dir)
+    s.get(0)
+    assert s._data is not None
+    s2 = pickle.loads(pickle.dumps(s))
+    assert s2._data is None
+    np.testing.assert_array_equal(s2.get(2), s.get(2))
+
+
+def test_incomplete_store_is_refused_with_resume_hint(tmp_path, store_dir):
+    d = tmp_path / "inc"
+    d.mkdir()
+    for f in FILES:
+        (d / f).write_bytes((store_dir / f).read_bytes())
+    (d / ".partial").mkdir()
+    with pytest.raises(DataError, match="incomplete|not a complete") as info:
+        open_store(d)
+    assert "run the same `stgcn prepare ... --out` command again to resume" in str(info.value)
+    (d / ".partial").rmdir()
+    with pytest.raises(DataError, match="stgcn prepare FORMAT SOURCE --out DIR"):
+        open_store(d)
+
+
+def test_wrong_version_is_refused(tmp_path, store_dir):
+    d = tmp_path / "old"
+    d.mkdir()
+    for f in [*FILES, MARKER]:
+        (d / f).write_bytes((store_dir / f).read_bytes())
+    meta = json.loads((d / "meta.json").read_text())
+    meta["version"] = 99
+    (d / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="version 99"):
+        open_store(d)
+
+
+def test_opening_a_large_index_is_fast(tmp_path):
+    # 60k clips: open reads only the index files; no per-clip objects besides names.
+    d = tmp_path / "big"
+    d.mkdir()
+    n = 60_000
+    np.save(d / "data.npy", np.zeros((n, 1, 2, 3), np.float32))
+    np.save(d / "offsets.npy", np.arange(n + 1, dtype=np.int64))
+    np.save(d / "labels.npy", np.zeros(n, np.int64))
+    (d / "names.json").write_text(json.dumps([f"S001C001P001R001A{i:06d}" for i in range(n)]))
+    (d / "splits.json").write_text(json.dumps({"xsub_train": list(range(0, n, 2)), "xsub_val": list(range(1, n, 2))}))
+    (d / "meta.json").write_text(json.dumps({"format": "stgcn-store", "version": 1, "layout": "x"}))
+    (d / "rejects.csv").write_text("file,record,reason\n")
+    (d / MARKER).write_text("{}")
+    t0 = time.perf_counter()
+    s = open_store(d)
+    assert len(s) == n and s.get(n - 1).shape == (3, 1, 2, 1)
+    assert time.perf_counter() - t0 < 5.0  # generous: the machine is shared
