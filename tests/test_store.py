@@ -8,11 +8,11 @@ import time
 
 import numpy as np
 import pytest
-from test_prepare import FakeSource, fake_load, fake_sample
 
 from stgcn.data.prepare import prepare_source
 from stgcn.data.store import FILES, MARKER, open_store
 from stgcn.errors import DataError
+from test_prepare import FakeSource, fake_load, fake_sample
 
 
 @pytest.fixture(scope="module")
