@@ -1,0 +1,193 @@
+"""The demo: a video file or a camera → MediaPipe pose → tracks → sliding-window ST-GCN → overlay.
+
+``run_demo`` writes an H.264 mp4 (browser-playable) with every person's skeleton in the model's
+layout, their track id and top label, the per-joint attention of the model's feature maps, and a
+HUD with the pose fps and the window latency; optionally a JSON of every window's predictions per
+person. Both files are written under temporary names and renamed when complete; an interrupted run
+(Ctrl-C) still finalises what was processed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .mapping import map_keypoints
+from .predictor import Predictor
+from .stream import StreamRecognizer, WindowResult
+
+
+def bundled_video() -> Path:
+    """The packaged demo clip (ta_chi.mp4 from the official ST-GCN repository; see its PROVENANCE.md)."""
+    from ..resources import resource_path
+
+    return resource_path("videos", "ta_chi.mp4")
+
+
+@dataclass
+class DemoResult:
+    """What a demo run produced and how fast it ran."""
+
+    out: Path | None
+    json_out: Path | None
+    frames: int
+    windows: list[WindowResult] = field(default_factory=list)
+    pose_fps: float = 0.0
+    fps: float = 0.0
+    latency_ms: dict = field(default_factory=dict)  # mean / median / max over windows
+    interrupted: bool = False
+    source: str = ""
+
+    def summary(self) -> str:
+        lat = self.latency_ms
+        lines = [f"{self.frames} frames from {self.source}: pose {self.pose_fps:.1f} fps, end to end "
+                 f"{self.fps:.1f} fps; {len(self.windows)} windows, latency mean {lat.get('mean', 0):.1f} ms, "
+                 f"max {lat.get('max', 0):.1f} ms" + (" (interrupted)" if self.interrupted else "")]
+        if self.windows and self.windows[-1].scene:
+            label, score = self.windows[-1].scene[0]
+            lines.append(f"last window: {label} ({score:.2f})")
+        if self.out:
+            lines.append(f"video: {self.out}")
+        if self.json_out:
+            lines.append(f"predictions: {self.json_out}")
+        return "\n".join(lines)
+
+
+def _latency_stats(values: list[float]) -> dict:
+    if not values:
+        return {}
+    a = np.asarray(values)
+    return {"mean": float(a.mean()), "median": float(np.median(a)), "max": float(a.max()), "count": len(values)}
+
+
+def run_demo(video: str | Path | None = None, camera: int | str | None = None, checkpoint: Any = None,
+             out: str | Path | None = None, json_out: str | Path | None = None, window: int | None = None,
+             no_window: bool = True, max_frames: int | None = None, *, stride: int | None = None,
+             max_people: int = 2, detect_every: int = 15, topk: int = 5, smoothing: str = "ema",
+             official: bool = False, pose: Any = None, progress: bool = False) -> DemoResult:
+    """Run the demo on ``video`` (a file) or ``camera`` (an index or device path).
+
+    Args:
+        checkpoint: an stgcn checkpoint path (or, with ``official=True``, an official Kinetics one),
+            or a ready :class:`Predictor`.
+        out: the overlay mp4 to write (None: no video).
+        json_out: per-window predictions per person as JSON (None: none).
+        window, stride: frames per window and between windows (defaults from the checkpoint).
+        no_window: do not open a display window (always true without a screen).
+        max_frames: stop after this many frames.
+        pose: a pose backend (default: :class:`MediaPipePose` with ``max_people``, ``detect_every``).
+    """
+    from .video import CameraReader, H264Writer, VideoReader
+
+    if (video is None) == (camera is None):
+        raise ConfigError("give exactly one of a video file or a camera")
+    if checkpoint is None:
+        raise ConfigError("a checkpoint is needed (--checkpoint)")
+    predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint,
+                                                                                              official=official)
+    if pose is None:
+        from .pose import MediaPipePose
+
+        pose = MediaPipePose(max_people=max_people, detect_every=detect_every)
+    # fail on a layout the pose source cannot produce before any frame is read
+    predictor.check_source(pose.layout)
+    reader = VideoReader(video) if video is not None else CameraReader(camera)
+    source = str(video) if video is not None else f"camera {camera}"
+    stream = StreamRecognizer(predictor, pose.layout, window=window, stride=stride, smoothing=smoothing,
+                              topk=topk, image_size=(reader.width, reader.height))
+    writer = H264Writer(out, reader.fps, reader.width, reader.height) if out is not None else None
+    edges = predictor.layout.edges
+    show = not no_window
+    cv2 = None
+    if show:
+        from ..errors import require
+
+        cv2 = require("cv2", "video")
+    result = DemoResult(out=None, json_out=None, frames=0, source=source)
+    pose_time = 0.0
+    t_start = time.perf_counter()
+    try:
+        for rgb in reader:
+            if max_frames is not None and result.frames >= max_frames:
+                break
+            t0 = time.perf_counter()
+            people = pose(rgb)
+            pose_time += time.perf_counter() - t0
+            pairs, win = stream.update(people)
+            if win is not None:
+                result.windows.append(win)
+                if progress:
+                    top = f"{win.scene[0][0]} ({win.scene[0][1]:.2f})" if win.scene else "-"
+                    print(f"frame {win.frame}: {top}, {win.latency_ms:.0f} ms", flush=True)
+            result.frames += 1
+            if writer is None and not show:
+                continue
+            canvas = rgb.copy()
+            last = stream.last
+            from .draw import draw_hud, draw_person
+
+            for tid, p in pairs:
+                kp = map_keypoints(p.keypoints, pose.layout, predictor.layout.name, score_channel=True)
+                label = None
+                if last is not None and tid in last.people and last.people[tid]:
+                    name, score = last.people[tid][0]
+                    label = f"{name} {score:.2f}"
+                att = last.attention.get(tid) if last is not None else None
+                draw_person(canvas, kp, edges, tid, label, att)
+            pose_fps = result.frames / pose_time if pose_time > 0 else 0.0
+            hud = [f"pose {pose_fps:.0f} fps  window {stream.latencies_ms[-1]:.0f} ms" if stream.latencies_ms
+                   else f"pose {pose_fps:.0f} fps  warming up"]
+            if last is not None and last.scene:
+                hud.append(f"{last.scene[0][0]} {last.scene[0][1]:.2f}")
+            draw_hud(canvas, hud)
+            if writer is not None:
+                writer.write(canvas)
+            if show:
+                cv2.imshow("stgcn demo", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    break
+        if not result.windows and result.frames > 0:
+            # a clip shorter than the first window still gets one prediction
+            win = stream.predict_now()
+            if win is not None:
+                result.windows.append(win)
+    except KeyboardInterrupt:
+        result.interrupted = True
+    finally:
+        reader.close()
+        try:
+            pose.close()
+        finally:
+            if writer is not None:
+                result.out = writer.close()
+            if show:
+                cv2.destroyAllWindows()
+    wall = time.perf_counter() - t_start
+    result.pose_fps = result.frames / pose_time if pose_time > 0 else 0.0
+    result.fps = result.frames / wall if wall > 0 else 0.0
+    result.latency_ms = _latency_stats(stream.latencies_ms)
+    if json_out is not None:
+        result.json_out = write_predictions_json(json_out, result, predictor, stream)
+    return result
+
+
+def write_predictions_json(path: str | Path, result: DemoResult, predictor: Predictor,
+                           stream: StreamRecognizer) -> Path:
+    from ..checkpoint import atomic_write_text
+
+    doc = {
+        "source": result.source, "frames": result.frames, "interrupted": result.interrupted,
+        "layout": predictor.layout.name, "window": stream.window, "stride": stream.stride,
+        "pose_fps": round(result.pose_fps, 2), "fps": round(result.fps, 2),
+        "latency_ms": {k: round(v, 3) if isinstance(v, float) else v for k, v in result.latency_ms.items()},
+        "windows": [w.to_json() for w in result.windows],
+    }
+    path = Path(path)
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+    return path

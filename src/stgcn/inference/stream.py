@@ -1,0 +1,130 @@
+"""Live recognition: a sliding window over the tracked people, one prediction every ``stride`` frames.
+
+Per window the model sees, in one batch:
+
+* one input per active track (that person alone in the first person slot): the per-person label and
+  the per-joint attention drawn on them;
+* one "scene" input from the two most confident tracks of the window, which is how the models were
+  trained (M = 2: the two people with the largest summed score).
+
+Probabilities are smoothed over windows per track (exponential moving average or the running mean),
+and every window's latency (input building + forward) is measured.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .pose import Person
+from .predictor import Predictor, joint_attention
+from .tracker import Tracker
+
+
+@dataclass
+class WindowResult:
+    """The predictions of one window."""
+
+    frame: int                                 # last frame of the window (0-based)
+    start: int                                 # first frame of the window
+    latency_ms: float
+    scene: list[tuple[str, float]]             # top-k of the two most confident tracks together
+    people: dict[int, list[tuple[str, float]]]  # track id -> smoothed top-k
+    attention: dict[int, np.ndarray] = field(default_factory=dict)  # track id -> (V,) in 0..1
+
+    def to_json(self) -> dict:
+        return {"frame": self.frame, "start": self.start, "latency_ms": round(self.latency_ms, 3),
+                "scene": [{"label": l, "score": round(s, 5)} for l, s in self.scene],
+                "people": {str(k): [{"label": l, "score": round(s, 5)} for l, s in v] for k, v in self.people.items()}}
+
+
+class Smoother:
+    """Per-key smoothing of probability vectors: ``ema`` (weight ``alpha`` on the newest) or ``mean``."""
+
+    def __init__(self, mode: str = "ema", alpha: float = 0.5) -> None:
+        if mode not in ("ema", "mean", "none"):
+            raise ValueError(f"smoothing must be 'ema', 'mean' or 'none', not {mode!r}")
+        self.mode, self.alpha = mode, alpha
+        self._state: dict[int, tuple[np.ndarray, int]] = {}
+
+    def __call__(self, key: int, probs: np.ndarray) -> np.ndarray:
+        if self.mode == "none" or key not in self._state:
+            self._state[key] = (probs, 1)
+            return probs
+        prev, n = self._state[key]
+        new = prev + (probs - prev) / (n + 1) if self.mode == "mean" else (1 - self.alpha) * prev + self.alpha * probs
+        self._state[key] = (new, n + 1)
+        return new
+
+
+class StreamRecognizer:
+    """Feed people frame by frame; get a :class:`WindowResult` every ``stride`` frames.
+
+    Args:
+        predictor: the model and its data contract.
+        src_layout: the pose source's joint layout (checked against the model's now, not mid-video).
+        window: frames per window (default: the contract's ``clip_len``, else 64).
+        stride: frames between predictions (default: window // 4).
+        min_frames: frames needed before the first prediction (default: stride).
+    """
+
+    def __init__(self, predictor: Predictor, src_layout: str, window: int | None = None, stride: int | None = None,
+                 smoothing: str = "ema", alpha: float = 0.5, topk: int = 5, tracker: Tracker | None = None,
+                 min_frames: int | None = None, image_size: tuple[int, int] = (1, 1)) -> None:
+        predictor.check_source(src_layout)
+        self.predictor = predictor
+        self.src_layout = src_layout
+        self.window = int(window or predictor.contract.clip_len or 64)
+        self.stride = int(stride or max(1, self.window // 4))
+        self.min_frames = int(min_frames or self.stride)
+        self.topk = topk
+        self.tracker = tracker or Tracker(history=self.window)
+        if self.tracker.history < self.window:
+            raise ValueError(f"tracker history ({self.tracker.history}) is shorter than the window ({self.window})")
+        self.smoother = Smoother(smoothing, alpha)
+        self.image_size = image_size
+        self.frame = -1
+        self.latencies_ms: list[float] = []
+        self.last: WindowResult | None = None
+
+    def _slot(self, track, start: int) -> list[Person | None]:
+        by_frame = {f: p for f, p in track.history if f >= start}
+        return [by_frame.get(f) for f in range(start, self.frame + 1)]
+
+    def update(self, people: list[Person]) -> tuple[list[tuple[int, Person]], WindowResult | None]:
+        """Track this frame's people; returns ``([(track id, person)], window result or None)``."""
+        self.frame += 1
+        pairs = [(t.id, p) for t, p in self.tracker.update(people)]
+        seen = self.frame + 1
+        due = seen >= self.min_frames and (seen - self.min_frames) % self.stride == 0
+        result = self.predict_now() if due else None
+        return pairs, result
+
+    def predict_now(self) -> WindowResult | None:
+        """Predict on the last ``window`` frames now (also used at the end of a short video)."""
+        t0 = time.perf_counter()
+        start = max(0, self.frame - self.window + 1)
+        active = [t for t in self.tracker.tracks if any(p is not None and f >= start for f, p in t.history)]
+        if not active:
+            return None
+        live = [t for t in active if t.seen_at(self.frame)] or active
+        m = max(self.predictor.contract.num_persons, 1)
+        inputs = [self.predictor.people_to_input([self._slot(t, start)] + [[]] * (m - 1), self.image_size,
+                                                 self.src_layout) for t in live]
+        top = self.tracker.most_confident(min(m, 2), since=start - 1)
+        inputs.append(self.predictor.people_to_input([self._slot(t, start) for t in top], self.image_size,
+                                                     self.src_layout))
+        feat, probs = self.predictor.features(np.stack(inputs))
+        att = joint_attention(feat)
+        people, attention = {}, {}
+        for i, t in enumerate(live):
+            people[t.id] = self.predictor.topk(self.smoother(t.id, probs[i]), self.topk)
+            attention[t.id] = att[i, :, 0]
+        scene = self.predictor.topk(self.smoother(-1, probs[-1]), self.topk)
+        latency = (time.perf_counter() - t0) * 1000.0
+        self.latencies_ms.append(latency)
+        self.last = WindowResult(frame=self.frame, start=start, latency_ms=latency, scene=scene, people=people,
+                                 attention=attention)
+        return self.last
