@@ -175,12 +175,16 @@ class Predictor:
                                  "(width, height), e.g. --image-size 340x256")
         return self.finish(arr, raw=True, image_size=image_size)
 
-    def people_to_input(self, slots: list[list[Any]], image_size: tuple[int, int], src_layout: str) -> np.ndarray:
+    def people_to_input(self, slots: list[list[Any]], image_size: tuple[int, int] | None,
+                        src_layout: str) -> np.ndarray:
         """Model input (C, T, V, M) from per-person-slot lists of per-frame ``Person | None``.
 
         2D models get mapped pixel keypoints (x, y, score); 3D models get mapped world landmarks in
         Kinect axes. Missing frames and empty slots stay zero, as in the training data.
         """
+        if self.contract.normalization == "kinetics" and not self.contract.world and image_size is None:
+            raise ShapeError("this checkpoint normalises by the image size, which the pose source does not "
+                             "record: give it (--image-size WIDTHxHEIGHT)")
         t = max((len(s) for s in slots), default=0)
         m = max(self.contract.num_persons, 1)
         v = self.layout.num_joints
@@ -253,3 +257,66 @@ def joint_attention(feature: np.ndarray) -> np.ndarray:
     lo = a.min(axis=1, keepdims=True)
     span = a.max(axis=1, keepdims=True) - lo
     return np.where(span > 0, (a - lo) / np.where(span > 0, span, 1), 0.0).astype(np.float32)
+
+
+def track_people(frames: Any, max_age: int = 30) -> tuple[list, int]:
+    """Run the tracker over an iterable of per-frame person lists; returns (tracks, frame count)."""
+    from .tracker import Tracker
+
+    tracker = Tracker(max_age=max_age, history=1 << 30)
+    n = 0
+    ended: list = []
+    for people in frames:
+        before = {id(t): t for t in tracker.tracks}
+        tracker.update(people)
+        alive = {id(t) for t in tracker.tracks}
+        ended.extend(t for k, t in before.items() if k not in alive)
+        n += 1
+    return ended + tracker.tracks, n
+
+
+def clip_slots(tracks: list, num_frames: int, k: int = 2) -> list[list[Any]]:
+    """Per-frame persons of the ``k`` tracks with the largest summed score over the clip."""
+    def total(t) -> float:
+        return sum(p.score for _, p in t.history if p is not None)
+
+    slots = []
+    for t in sorted(tracks, key=lambda t: (-total(t), t.id))[:k]:
+        by_frame = {f: p for f, p in t.history if p is not None}
+        slots.append([by_frame.get(f) for f in range(num_frames)])
+    return slots
+
+
+def predict_video(predictor: Predictor, path: str | Path, topk: int = 5, max_people: int = 2,
+                  pose: Any = None) -> list[tuple[str, float]]:
+    """Top-k for a whole video: pose on every frame, tracks, the two most confident people."""
+    from .video import VideoReader
+
+    if pose is None:
+        from .pose import MediaPipePose
+
+        pose = MediaPipePose(max_people=max_people)
+    predictor.check_source(pose.layout)
+    with VideoReader(path) as reader:
+        try:
+            tracks, n = track_people(pose(f) for f in reader)
+        finally:
+            pose.close()
+        size = (reader.width, reader.height)
+    if n == 0:
+        raise ShapeError(f"{path}: the video has no frame")
+    x = predictor.people_to_input(clip_slots(tracks, n, max(predictor.contract.num_persons, 1)), size, pose.layout)
+    return predictor(x, topk)
+
+
+def predict_openpose_folder(predictor: Predictor, folder: str | Path, topk: int = 5,
+                            image_size: tuple[int, int] | None = None) -> list[tuple[str, float]]:
+    """Top-k for an OpenPose output folder (COCO-18 or BODY_25 JSON per frame)."""
+    from .pose import OpenPoseFolderSource
+
+    src = OpenPoseFolderSource(folder, image_size=image_size)
+    predictor.check_source(src.layout)
+    tracks, n = track_people(iter(src))
+    x = predictor.people_to_input(clip_slots(tracks, n, max(predictor.contract.num_persons, 1)), image_size,
+                                  src.layout)
+    return predictor(x, topk)

@@ -72,7 +72,7 @@ class StreamRecognizer:
 
     def __init__(self, predictor: Predictor, src_layout: str, window: int | None = None, stride: int | None = None,
                  smoothing: str = "ema", alpha: float = 0.5, topk: int = 5, tracker: Tracker | None = None,
-                 min_frames: int | None = None, image_size: tuple[int, int] = (1, 1)) -> None:
+                 min_frames: int | None = None, image_size: tuple[int, int] | None = None) -> None:
         predictor.check_source(src_layout)
         self.predictor = predictor
         self.src_layout = src_layout

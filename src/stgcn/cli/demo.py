@@ -1,0 +1,47 @@
+"""``stgcn demo VIDEO --checkpoint CKPT --out OUT.mp4 [--json OUT.json]`` and ``stgcn demo --camera 0``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="pose + action recognition on a video or a camera, with an overlay video",
+                       description="Estimate poses (MediaPipe, offline), track people, recognise actions on a "
+                                   "sliding window and write an H.264 mp4 with skeletons, labels and per-joint "
+                                   "attention. Without VIDEO or --camera the bundled clip (ta_chi.mp4) is used.")
+    p.add_argument("video", nargs="?", help="input video file (default: the bundled demo clip)")
+    p.add_argument("--camera", help="camera index or device (e.g. 0 or /dev/video0) instead of a file")
+    p.add_argument("--checkpoint", required=True, help="stgcn checkpoint (or an official one with --official)")
+    p.add_argument("--official", action="store_true",
+                   help="the checkpoint is the official Kinetics-400 ST-GCN (yysijie/st-gcn)")
+    p.add_argument("--out", help="overlay video to write (.mp4)")
+    p.add_argument("--json", dest="json_out", help="per-window predictions per person (.json)")
+    p.add_argument("--window", type=int, help="frames per window (default: from the checkpoint, else 64)")
+    p.add_argument("--stride", type=int, help="frames between predictions (default: window / 4)")
+    p.add_argument("--max-people", type=int, default=2, help="people to follow (default 2)")
+    p.add_argument("--detect-every", type=int, default=15,
+                   help="frames between searches for another person (default 15)")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--smoothing", choices=["ema", "mean", "none"], default="ema")
+    p.add_argument("--no-window", action="store_true", help="do not open a display window (camera mode)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..inference.demo import bundled_video, run_demo
+
+    if args.camera is not None and args.video is not None:
+        raise ConfigError("give a video file or --camera, not both")
+    video = None if args.camera is not None else (args.video or bundled_video())
+    if video is not None and not args.out and not args.json_out:
+        raise ConfigError("nothing to write: give --out OUT.mp4 and/or --json OUT.json")
+    result = run_demo(video=video, camera=args.camera, checkpoint=args.checkpoint, out=args.out,
+                      json_out=args.json_out, window=args.window, stride=args.stride,
+                      no_window=args.no_window or args.camera is None, max_frames=args.max_frames,
+                      max_people=args.max_people, detect_every=args.detect_every, topk=args.topk,
+                      smoothing=args.smoothing, official=args.official, progress=True)
+    print(result.summary())
+    return 130 if result.interrupted else 0
