@@ -72,8 +72,12 @@ def prepare(fmt: str, source_path: str | Path | None, out_dir: str | Path, *, wo
             **options: Any) -> Report:
     """Read dataset ``fmt`` at ``source_path`` with its reader (``options`` go to the reader) and
     write the prepared store to ``out_dir``. Bad files are listed in ``rejects.csv``, never fatal."""
-    from .sources import load_item, open_source
-
+    try:
+        from .sources import load_item, open_source
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.sources":
+            raise
+        raise StgcnError("the dataset readers (stgcn.data.sources) are not part of this build") from None
     source = open_source(fmt, source_path, **options)
     info = {"format": fmt, "path": None if source_path is None else str(Path(source_path).resolve()),
             "options": options}
