@@ -1,0 +1,120 @@
+"""Figures for runs: training curves, confusion matrix, ablation bars (matplotlib, Agg backend).
+
+Every figure is saved atomically at dpi 120 with a title, labelled axes and a tight layout.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+DPI = 120
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    from .checkpoint import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    _plt().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_curves(history: Sequence[dict], path: str | os.PathLike, title: str = "Training") -> None:
+    """Loss (left) and accuracies (right) per epoch from ``log.csv``-style rows."""
+    plt = _plt()
+    ep = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot(ep, [r["loss"] for r in history], marker="o", ms=3, label="train loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("cross-entropy loss")
+    ax1.set_title("Loss")
+    ax1.grid(alpha=0.3)
+    lr_ax = ax1.twinx()
+    lr_ax.plot(ep, [r["lr"] for r in history], color="tab:gray", ls="--", lw=1, label="learning rate")
+    lr_ax.set_ylabel("learning rate")
+    h1, l1 = ax1.get_legend_handles_labels()
+    h2, l2 = lr_ax.get_legend_handles_labels()
+    ax1.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
+
+    ax2.plot(ep, [100 * r["train_acc"] for r in history], marker="o", ms=3, label="train top-1")
+    for key, lab in (("val_top1", "val top-1"), ("val_top5", "val top-5"), ("val_mean_class_acc", "val mean class")):
+        pts = [(r["epoch"], 100 * r[key]) for r in history if r.get(key) is not None]
+        if pts:
+            ax2.plot(*zip(*pts, strict=True), marker="o", ms=3, label=lab)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("accuracy (%)")
+    ax2.set_ylim(0, 100)
+    ax2.set_title("Accuracy")
+    ax2.grid(alpha=0.3)
+    ax2.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | os.PathLike,
+                   title: str = "Confusion matrix") -> None:
+    """Row-normalised confusion matrix (each true class sums to 100%), counts printed when small."""
+    plt = _plt()
+    cm = np.asarray(cm, dtype=np.float64)
+    k = len(class_names)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = np.nan_to_num(cm / cm.sum(axis=1, keepdims=True))
+    size = min(22.0, max(5.0, 0.38 * k + 2.5))
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cb.set_label("fraction of the true class")
+    font = max(4, min(9, int(220 / max(k, 1))))
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=font)
+    ax.set_yticklabels(class_names, fontsize=font)
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=font,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_ablation(rows: Sequence[dict], path: str | os.PathLike, title: str = "Ablation (paper Table 1)") -> None:
+    """Grouped bars of top-1/top-5 (mean ± std over seeds); rows have label, top1, top1_std, top5, top5_std."""
+    plt = _plt()
+    labels = [r["label"] for r in rows]
+    x = np.arange(len(rows))
+    w = 0.38
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(rows) + 2), 4.5))
+    for off, key, color in ((-w / 2, "top1", "tab:blue"), (w / 2, "top5", "tab:orange")):
+        vals = [100 * r[key] for r in rows]
+        errs = [100 * r.get(f"{key}_std", 0.0) for r in rows]
+        bars = ax.bar(x + off, vals, w, yerr=errs, capsize=3, color=color, label=key.replace("top", "top-"))
+        for b, v in zip(bars, vals, strict=True):
+            ax.text(b.get_x() + b.get_width() / 2, v + 1, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, rotation=20, ha="right")
+    ax.set_ylabel("accuracy (%)  (mean ± std over seeds)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,0 +1,255 @@
+"""Training end to end on a tiny synthetic store: run-directory files, determinism, NaN stop,
+lock file, config errors, streams + fusion."""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stgcn.data.prepare import prepare_source
+from stgcn.data.sample import Sample
+from stgcn.data.store import open_store
+from stgcn.engine.config import RunConfig, apply_overrides
+from stgcn.errors import ConfigError, StgcnError
+
+CLASSES = ["wave", "kick", "still"]
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    path: str
+    label: int
+    splits: tuple[str, ...]
+    fmt: str = "synthetic"
+    options: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+def synthetic_sample(item: Item) -> Sample:
+    """A learnable clip: class 0 swings the right hand, class 1 the right foot, class 2 barely moves."""
+    seed = zlib.crc32(item.name.encode())
+    rng = np.random.default_rng(seed)
+    t = 16 + seed % 9
+    base = np.random.default_rng(0).normal(scale=0.3, size=(1, 1, 20, 3)).astype(np.float32)  # one body
+    base = base + rng.normal(scale=0.1, size=(1, 1, 20, 3)).astype(np.float32)
+    kp = np.repeat(base, t, axis=1) + rng.normal(scale=0.05, size=(1, t, 20, 3)).astype(np.float32)
+    phase = np.sin(np.linspace(0, 4 * np.pi, t) + rng.uniform(0, 6)).astype(np.float32)
+    joint = {0: 11, 1: 19, 2: None}[item.label]  # kinect-v1: 11 = right hand, 19 = right foot
+    if joint is not None:
+        kp[0, :, joint, 1] += 0.8 + 0.4 * phase  # raised and swinging
+    return Sample(keypoint=kp, label=item.label, name=item.name)
+
+
+class SyntheticSource:
+    def __init__(self, n: int):
+        self.name = "synthetic"
+        self.layout = "kinect-v1"
+        self.class_names = list(CLASSES)
+        self.split_names = ["train", "val"]
+        self.meta = {}
+        self.rejects = []
+        self.items = [Item(f"s{i:03d}", f"/syn/{i}", i % 3, ("val",) if i % 4 == 3 else ("train",))
+                      for i in range(n)]
+
+
+def make_store(path: Path, n: int = 48) -> Path:
+    prepare_source(SyntheticSource(n), path, workers=1, loader=synthetic_sample, progress=False,
+                   source_info={"format": "synthetic"})
+    return path
+
+
+def tiny_config(data: Path, out: Path, **train) -> RunConfig:
+    cfg = RunConfig()
+    cfg.recipe = "test"
+    cfg.model.name = "stgcn-tiny"
+    cfg.data.path = str(data)
+    cfg.data.train_pipeline = [{"name": "stream"}, {"name": "uniform_sample", "clip_len": 12}]
+    cfg.data.test_pipeline = [{"name": "stream"}, {"name": "uniform_sample", "clip_len": 12, "test_mode": True}]
+    cfg.data.num_workers = 0
+    cfg.optimizer.name = "adam"
+    cfg.optimizer.lr = 0.01
+    cfg.scheduler.name = "cosine"
+    cfg.train.epochs = 3
+    cfg.train.batch_size = 8
+    cfg.train.out = str(out)
+    cfg.train.progress = False
+    cfg.train.tensorboard = False
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    return cfg.validate()
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory) -> Path:
+    return make_store(tmp_path_factory.mktemp("syn") / "store")
+
+
+@pytest.fixture(scope="module")
+def finished_run(store_dir, tmp_path_factory):
+    from stgcn.engine import train
+
+    out = tmp_path_factory.mktemp("run") / "run"
+    cfg = tiny_config(store_dir, out, epochs=4, tensorboard=True)
+    return train(cfg)
+
+
+def test_run_directory_has_every_file(finished_run):
+    out = finished_run.out
+    for name in ("config.yaml", "checkpoints/last.pt", "checkpoints/best.pt", "metrics.json", "log.csv",
+                 "curves.png", "confusion.png", "val_scores.npz", "report.md"):
+        assert (out / name).is_file(), name
+    assert not (out / ".lock").exists()
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["final"]) >= {"top1", "top5", "mean_class_acc", "epoch"} and m["final"]["epoch"] == 4
+    assert 1 <= m["best"]["epoch"] <= 4 and m["best"]["top1"] >= m["final"]["top1"]
+    rows = (out / "log.csv").read_text().splitlines()
+    assert rows[0].split(",")[:3] == ["epoch", "loss", "lr"] and len(rows) == 5
+    assert "samples_per_s" in rows[0]
+    z = np.load(out / "val_scores.npz", allow_pickle=False)
+    assert z["scores"].shape == (len(z["names"]), 3) and list(z["class_names"]) == CLASSES
+    report = (out / "report.md").read_text()
+    assert "curves.png" in report and "confusion.png" in report and "| wave |" in report
+    if (out / "tensorboard").exists():
+        assert any(p.name.startswith("events") for p in (out / "tensorboard").iterdir())
+
+
+def test_training_reduces_the_loss(finished_run):
+    h = finished_run.history
+    assert h[-1]["loss"] < h[0]["loss"] and h[-1]["train_acc"] > 1 / 3
+
+
+def test_best_checkpoint_loads_for_inference(finished_run):
+    from stgcn.checkpoint import load_model
+
+    model, meta = load_model(finished_run.best_checkpoint)
+    assert meta["class_names"] == CLASSES and meta["layout"] == "kinect-v1" and meta["stream"] == "joint"
+    assert meta["in_channels"] == 3 and meta["data"]["test_pipeline"][-1]["name"] == "uniform_sample"
+    x = torch.zeros(2, 3, 12, 20, 1)
+    assert model(x).shape == (2, 3)
+
+
+def test_seeded_runs_are_identical(store_dir, tmp_path):
+    from stgcn.engine import train
+
+    a = train(tiny_config(store_dir, tmp_path / "a", epochs=1))
+    b = train(tiny_config(store_dir, tmp_path / "b", epochs=1))
+    sa = torch.load(a.last_checkpoint, weights_only=True)["model"]
+    sb = torch.load(b.last_checkpoint, weights_only=True)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_workers_do_not_change_the_result(store_dir, tmp_path):
+    from stgcn.engine import train
+
+    a = train(tiny_config(store_dir, tmp_path / "a", epochs=1))
+    cfg = tiny_config(store_dir, tmp_path / "b", epochs=1)
+    cfg.data.num_workers = 2
+    b = train(cfg)
+    sa = torch.load(a.last_checkpoint, weights_only=True)["model"]
+    sb = torch.load(b.last_checkpoint, weights_only=True)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(store_dir, tmp_path):
+    from stgcn.engine import train
+    from stgcn.engine.train import TrainingDivergedError
+
+    out = tmp_path / "nan"
+    train(tiny_config(store_dir, out, epochs=1))
+    before = (out / "checkpoints" / "last.pt").read_bytes()
+    cfg = tiny_config(store_dir, out, epochs=3, resume=True)
+    cfg.optimizer.name = "sgd"
+    cfg.optimizer.lr = 1e30  # diverges at once
+    cfg.scheduler.name = "constant"
+    with pytest.raises(ConfigError):  # a changed optimiser cannot resume
+        train(cfg)
+    cfg = tiny_config(store_dir, tmp_path / "nan2", epochs=3)
+    cfg.optimizer.name = "sgd"
+    cfg.optimizer.lr = 1e30
+    cfg.optimizer.nesterov = False
+    cfg.scheduler.name = "constant"
+    with pytest.raises(TrainingDivergedError, match=r"epoch \d+, step \d+"):
+        train(cfg)
+    assert (out / "checkpoints" / "last.pt").read_bytes() == before
+    assert not (tmp_path / "nan2" / ".lock").exists()
+
+
+def test_nan_exit_code_is_nonzero(store_dir, tmp_path):
+    from stgcn.cli import main
+
+    rc = main(["train", "--data", str(store_dir), "--recipe", "small", "--model", "stgcn-tiny", "--epochs", "1",
+               "--out", str(tmp_path / "o"), "--set", "optimizer.lr=1e30", "--set", "optimizer.name=sgd",
+               "--set", "scheduler.name=constant", "--set", "data.num_workers=0", "--set", "train.progress=false",
+               "--set", "train.tensorboard=false", "--set", "model.kwargs={}", "--set", "train.batch_size=8"])
+    assert rc != 0
+
+
+def test_live_lock_refuses_and_stale_lock_is_taken_over(store_dir, tmp_path):
+    import socket
+
+    from stgcn.engine import train
+    from stgcn.engine.train import RunLockedError
+
+    out = tmp_path / "locked"
+    out.mkdir()
+    (out / ".lock").write_text(f"{socket.gethostname()}:{os.getppid()}\n")  # a live process
+    with pytest.raises(RunLockedError, match="in use"):
+        train(tiny_config(store_dir, out, epochs=1))
+    assert not (out / "checkpoints").exists()
+    (out / ".lock").write_text(f"{socket.gethostname()}:999999999\n")  # no such PID
+    train(tiny_config(store_dir, out, epochs=1))
+    assert not (out / ".lock").exists()
+
+
+def test_existing_run_needs_resume_or_overwrite(store_dir, tmp_path):
+    from stgcn.engine import train
+
+    out = tmp_path / "r"
+    train(tiny_config(store_dir, out, epochs=1))
+    with pytest.raises(ConfigError, match="--resume"):
+        train(tiny_config(store_dir, out, epochs=1))
+    train(tiny_config(store_dir, out, epochs=1, overwrite=True))
+
+
+def test_split_inference_and_errors(store_dir, tmp_path):
+    from stgcn.engine import train
+    from stgcn.engine.train import resolve_splits
+
+    s = open_store(store_dir)
+    assert resolve_splits(s, "", "") == ("train", "val")
+    cfg = tiny_config(store_dir, tmp_path / "x", epochs=1)
+    cfg.data.val_split = "nope"
+    with pytest.raises(StgcnError, match="nope"):
+        train(cfg)
+
+
+def test_streams_train_and_fuse(store_dir, tmp_path):
+    from stgcn.engine import train_streams
+
+    cfg = tiny_config(store_dir, tmp_path / "streams", epochs=1)
+    summary = train_streams(cfg, ["joint", "bone"])
+    out = tmp_path / "streams"
+    assert (out / "joint" / "checkpoints" / "best.pt").is_file() and (out / "bone" / "val_scores.npz").is_file()
+    assert (out / "fused_scores.npz").is_file() and 0 <= summary["fused"]["top1"] <= 1
+    from stgcn.checkpoint import load_model
+
+    _, meta = load_model(out / "bone" / "checkpoints" / "best.pt")
+    assert meta["stream"] == "bone" and {"name": "stream", "kind": "bone"} in meta["data"]["test_pipeline"]
+
+
+def test_set_override_reaches_the_run(store_dir, tmp_path):
+    from stgcn.engine import train
+
+    cfg = apply_overrides(tiny_config(store_dir, tmp_path / "o", epochs=1), ["optimizer.lr=0.002"])
+    res = train(cfg)
+    import yaml
+
+    saved = yaml.safe_load((res.out / "config.yaml").read_text())
+    assert saved["optimizer"]["lr"] == 0.002 and saved["data"]["train_split"] == "train"
