@@ -1,0 +1,172 @@
+"""Kinetics-skeleton JSON (released with ST-GCN): one file per clip, OpenPose COCO-18, 2D + score.
+
+Coordinates are kept as stored (already divided by the frame width and height); centring (-0.5) and
+zeroing of undetected joints belong to the transforms, not the reader.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import DataError
+from ..sample import Sample
+
+NUM_JOINTS = 18
+MAX_FRAMES = 100_000  # bound on frame_index before allocating (Kinetics clips are <= 300 frames)
+
+
+def _load_json(path: Path):
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from None
+    if not text.strip():
+        raise DataError("empty file", file=str(path))
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise DataError(f"not valid JSON: {exc}", file=str(path)) from None
+
+
+def _select(kp: np.ndarray, score: np.ndarray, max_persons: int, mode: str, file: str):
+    """Keep ``max_persons`` of the slots in (P, T, V, ...) arrays.
+
+    ``clip``: the people with the highest mean confidence over the clip keep their identity (slot)
+    for the whole clip. ``frame`` (official feeder): at each frame the slots are re-ranked by summed
+    score, so a slot may switch person between frames.
+    """
+    if mode == "frame":
+        order = np.argsort(-score.sum(axis=2), axis=0, kind="stable")[:max_persons]  # (M, T)
+        t = np.arange(kp.shape[1])[None, :]
+        return kp[order, t], score[order, t]
+    if mode == "clip":
+        detected = (score > 0).any(axis=2)  # (P, T)
+        frames = np.maximum(detected.sum(axis=1), 1)
+        mean = score.sum(axis=(1, 2)) / frames
+        order = np.argsort(-mean, kind="stable")[:max_persons]
+        return kp[order], score[order]
+    raise DataError(f"unknown person_selection {mode!r}; expected 'clip' or 'frame'", file=file)
+
+
+def pad_frames(kp: np.ndarray, score: np.ndarray | None, pad_to: int | None, mode: str, file: str = ""):
+    """Pad (M, T, ...) arrays along T to ``pad_to``: ``loop`` replays the clip (paper), ``zero`` fills
+    with zeros (official feeder). Longer clips are kept whole (cropping is a transform's job)."""
+    t = kp.shape[1]
+    if pad_to is None or t >= pad_to:
+        return kp, score
+    if mode == "loop":
+        idx = np.arange(pad_to) % t
+        return kp[:, idx], None if score is None else score[:, idx]
+    if mode == "zero":
+        kp2 = np.zeros((kp.shape[0], pad_to) + kp.shape[2:], dtype=kp.dtype)
+        kp2[:, :t] = kp
+        if score is None:
+            return kp2, None
+        sc2 = np.zeros((score.shape[0], pad_to) + score.shape[2:], dtype=score.dtype)
+        sc2[:, :t] = score
+        return kp2, sc2
+    raise DataError(f"unknown pad_mode {mode!r}; expected 'loop' or 'zero'", file=file)
+
+
+def read_kinetics(path: str | Path, *, max_persons: int = 2, person_selection: str = "clip",
+                  pad_to: int | None = None, pad_mode: str = "loop", label: int | None = None,
+                  class_names: list[str] | None = None) -> Sample:
+    """Read one Kinetics-skeleton clip JSON.
+
+    ``label`` overrides the file's ``label_index``; with ``class_names`` the file's ``label`` must be
+    one of them and its index is used. Frames are placed at ``frame_index`` (1-based; absent frames
+    stay zero), so T = the largest frame index.
+    """
+    path = Path(path)
+    file = str(path)
+    doc = _load_json(path)
+    if not isinstance(doc, dict) or "data" not in doc:
+        raise DataError("missing key 'data' (not a Kinetics-skeleton clip)", file=file)
+    frames = doc["data"]
+    if not isinstance(frames, list):
+        raise DataError("'data' must be a list of frames", file=file, record="data")
+    if max_persons < 1:
+        raise DataError(f"max_persons must be >= 1, found {max_persons}", file=file)
+    # First pass: validate and find the sizes, so the arrays are allocated once.
+    num_t, num_p = 0, 0
+    for i, fr in enumerate(frames):
+        rec = f"data[{i}]"
+        if not isinstance(fr, dict) or "frame_index" not in fr or "skeleton" not in fr:
+            raise DataError("frame entry needs 'frame_index' and 'skeleton'", file=file, record=rec)
+        fi = fr["frame_index"]
+        if isinstance(fi, bool) or not isinstance(fi, int) or not 1 <= fi <= MAX_FRAMES:
+            raise DataError(f"frame_index must be an integer in 1..{MAX_FRAMES}, found {fi!r}",
+                            file=file, record=rec)
+        if not isinstance(fr["skeleton"], list):
+            raise DataError("'skeleton' must be a list of people", file=file, record=rec)
+        num_t = max(num_t, fi)
+        num_p = max(num_p, len(fr["skeleton"]))
+    if num_t == 0:
+        raise DataError("clip has no frame", file=file, record="data")
+    num_p = max(num_p, 1)
+    kp = np.zeros((num_p, num_t, NUM_JOINTS, 2), dtype=np.float32)
+    score = np.zeros((num_p, num_t, NUM_JOINTS), dtype=np.float32)
+    for i, fr in enumerate(frames):
+        t = fr["frame_index"] - 1
+        for m, person in enumerate(fr["skeleton"]):
+            rec = f"data[{i}].skeleton[{m}] (frame_index {t + 1})"
+            if not isinstance(person, dict) or "pose" not in person or "score" not in person:
+                raise DataError("person entry needs 'pose' and 'score'", file=file, record=rec)
+            try:
+                pose = np.asarray(person["pose"], dtype=np.float32)
+                sc = np.asarray(person["score"], dtype=np.float32)
+            except (TypeError, ValueError):
+                raise DataError("'pose' and 'score' must be lists of numbers", file=file, record=rec) from None
+            if pose.shape != (2 * NUM_JOINTS,) or sc.shape != (NUM_JOINTS,):
+                raise DataError(f"expected {2 * NUM_JOINTS} pose and {NUM_JOINTS} score values, found "
+                                f"shapes {pose.shape} and {sc.shape}", file=file, record=rec)
+            if not (np.isfinite(pose).all() and np.isfinite(sc).all()):
+                raise DataError("NaN or infinite value", file=file, record=rec)
+            kp[m, t] = pose.reshape(NUM_JOINTS, 2)
+            score[m, t] = sc
+    if num_p > max_persons:
+        kp, score = _select(kp, score, max_persons, person_selection, file)
+    elif person_selection not in ("clip", "frame"):
+        raise DataError(f"unknown person_selection {person_selection!r}; expected 'clip' or 'frame'", file=file)
+    kp, score = pad_frames(kp, score, pad_to, pad_mode, file)
+
+    if label is None:
+        if class_names is not None and "label" in doc:
+            if doc["label"] not in class_names:
+                raise DataError(f"label {doc['label']!r} is not in the class list", file=file, record="label")
+            label = class_names.index(doc["label"])
+        elif "label_index" in doc:
+            li = doc["label_index"]
+            if isinstance(li, bool) or not isinstance(li, int) or li < -1:
+                raise DataError(f"label_index must be an integer, found {li!r}", file=file, record="label_index")
+            label = None if li == -1 else li  # -1 = unlabeled (the test set release)
+    if label is not None and class_names is not None and not 0 <= label < len(class_names):
+        raise DataError(f"label {label} outside the {len(class_names)} classes", file=file, record="label_index")
+    meta = {"frames_in_file": len(frames), "person_selection": person_selection, "pad_mode": pad_mode,
+            "pad_to": pad_to, "label_name": doc.get("label")}
+    return Sample(keypoint=kp, score=score, label=label, name=path.stem, meta=meta)
+
+
+def read_kinetics_labels(path: str | Path, class_names: list[str] | None = None) -> dict[str, dict]:
+    """A split's label file: clip id -> {"has_skeleton": bool, "label": str, "label_index": int}."""
+    path = Path(path)
+    doc = _load_json(path)
+    if not isinstance(doc, dict):
+        raise DataError("label file must map clip ids to entries", file=str(path))
+    for key, entry in doc.items():
+        if not isinstance(entry, dict) or not {"has_skeleton", "label_index"} <= entry.keys():
+            raise DataError("entry needs 'has_skeleton' and 'label_index'", file=str(path), record=key)
+        li = entry["label_index"]
+        if isinstance(li, bool) or not isinstance(li, int):
+            raise DataError(f"label_index must be an integer, found {li!r}", file=str(path), record=key)
+        if class_names is not None:
+            if not 0 <= li < len(class_names):
+                raise DataError(f"label_index {li} outside the {len(class_names)} classes",
+                                file=str(path), record=key)
+            if "label" in entry and entry["label"] != class_names[li]:
+                raise DataError(f"label {entry['label']!r} does not match class {li} "
+                                f"({class_names[li]!r})", file=str(path), record=key)
+    return doc

@@ -1,0 +1,423 @@
+"""NTU RGB+D 60 / 120 ``.skeleton`` files (Kinect v2, 25 joints, text).
+
+The format is a tree of counts (frames -> bodies -> joints, see ``reference/formats.md``). A
+straightforward reader calls ``float()`` once per token and builds a dict per joint, which costs
+about 60 ms for a 300-frame two-body file. Here the whole file goes through numpy once:
+
+* token boundaries come from the positions of whitespace bytes (one comparison over the bytes);
+* every token is parsed as an *integer* by ``np.fromstring`` after the decimal points are deleted
+  (integer parsing in C is an order of magnitude faster than float parsing), and the number of
+  digits after each point is measured from the point positions; ``mantissa / 10**digits`` is
+  correctly rounded, so values are bit-identical to ``float(token)``;
+* only the header counts (one per frame and two per body) are walked in Python.
+
+Files the fast path cannot read exactly (tokens longer than int64 holds, non-numeric text, NaN)
+go through a token-by-token path, which also produces the precise error message.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import DataError
+from ..sample import Sample
+
+NUM_JOINTS = 25
+BODY_FIELDS = ("bodyID", "clippedEdges", "handLeftConfidence", "handLeftState", "handRightConfidence",
+               "handRightState", "isRestricted", "leanX", "leanY", "trackingState")
+JOINT_FIELDS = ("x", "y", "z", "depthX", "depthY", "colorX", "colorY", "orientationW", "orientationX",
+                "orientationY", "orientationZ", "trackingState")
+_BODY_LEN = len(BODY_FIELDS) + 1 + NUM_JOINTS * len(JOINT_FIELDS)  # fields, joint count, joints
+_JOINT_BLOCK = NUM_JOINTS * len(JOINT_FIELDS)
+
+NAME_RE = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
+
+# Training performers of the cross-subject protocols (reference/formats.md).
+XSUB60_TRAIN = frozenset((1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38))
+XSUB120_TRAIN = XSUB60_TRAIN | frozenset((45, 46, 47, 49, 50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78,
+                                          80, 81, 82, 83, 84, 85, 86, 89, 91, 92, 93, 94, 95, 97, 98, 100,
+                                          103))
+XVIEW_TRAIN_CAMERAS = frozenset((2, 3))
+
+# Noise-body filters of the widely used NTU denoising script (2s-AGCN / CTR-GCN
+# get_raw_denoised_data.py): a body tracked for at most 11 frames, or one that is wider than 0.8 of
+# its height in most frames (a chair, a wall), is not a person.
+NOISE_MIN_FRAMES = 11
+NOISE_SPREAD_RATIO = 0.8
+NOISE_SPREAD_FRAC = 0.69754
+
+_POW10 = 10.0 ** np.arange(0, 64)
+_WS_LUT = np.zeros(256, dtype=bool)
+_WS_LUT[[9, 10, 11, 12, 13, 32]] = True  # exactly the bytes that bytes.split() treats as whitespace
+_MAX_DIGITS = 18  # an int64 holds every 18-digit integer
+
+
+@dataclass
+class NTUBody:
+    """One tracked body (one bodyID) of a file, at every frame where it appears.
+
+    ``frames`` are 0-based frame indices, ``slots`` the body's position in that frame's list (0 =
+    listed first), ``fields`` the 9 body fields after bodyID (float64 (n, 9), order of
+    ``BODY_FIELDS[1:]``), ``joints`` float64 (n, 25, 12) in the order of ``JOINT_FIELDS``.
+    """
+
+    body_id: int
+    frames: np.ndarray
+    slots: np.ndarray
+    fields: np.ndarray
+    joints: np.ndarray
+
+    @property
+    def xyz(self) -> np.ndarray:
+        return self.joints[:, :, :3]
+
+
+@dataclass
+class NTUSkeleton:
+    """Everything an NTU ``.skeleton`` file holds, nothing dropped."""
+
+    name: str
+    num_frames: int
+    bodies_per_frame: np.ndarray  # int64 (T,): the body count written in each frame header
+    bodies: list[NTUBody] = field(default_factory=list)  # in order of first appearance
+
+    @property
+    def max_bodies_per_frame(self) -> int:
+        return int(self.bodies_per_frame.max(initial=0))
+
+
+def parse_ntu_name(name: str) -> dict | None:
+    """``S001C002P003R002A013`` -> setup, camera, performer, replication, action (1-based) or None."""
+    m = NAME_RE.search(Path(name).name)
+    if m is None:
+        return None
+    setup, camera, performer, replication, action = (int(g) for g in m.groups())
+    return {"setup": setup, "camera": camera, "performer": performer, "replication": replication,
+            "action": action}
+
+
+def ntu_splits(info: dict, benchmark: str = "ntu60") -> tuple[str, ...]:
+    """The split names a sample belongs to under the standard protocols of ``benchmark``."""
+    if benchmark == "ntu60":
+        return ("xsub_train" if info["performer"] in XSUB60_TRAIN else "xsub_val",
+                "xview_train" if info["camera"] in XVIEW_TRAIN_CAMERAS else "xview_val")
+    if benchmark == "ntu120":
+        return ("xsub_train" if info["performer"] in XSUB120_TRAIN else "xsub_val",
+                "xset_train" if info["setup"] % 2 == 0 else "xset_val")
+    raise DataError(f"unknown NTU benchmark {benchmark!r}; expected 'ntu60' or 'ntu120'")
+
+
+def missing_skeleton_samples(benchmark: str = "ntu60") -> frozenset[str]:
+    """Names listed as having missing or incomplete skeletons (excluded by convention)."""
+    if benchmark not in ("ntu60", "ntu120"):
+        raise DataError(f"unknown NTU benchmark {benchmark!r}; expected 'ntu60' or 'ntu120'")
+    path = Path(__file__).resolve().parents[2] / "resources" / f"{benchmark}-samples-with-missing-skeletons.txt"
+    # The lists start with two prose lines; only lines that are sample names count.
+    return frozenset(line.strip() for line in path.read_text().splitlines() if NAME_RE.fullmatch(line.strip()))
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenising
+
+
+class _Tokens:
+    """Numeric view of a whitespace-separated text: token k as int (headers) or float (values)."""
+
+    def __init__(self, data: bytes, file: str):
+        self.data = data
+        self.file = file
+        b = np.frombuffer(data, dtype=np.uint8)
+        self._bytes = b
+        ws = np.flatnonzero(b <= 32)
+        # Bytes <= 32 that are not whitespace (NUL, other controls) stay inside tokens, so the token
+        # fails to parse and is reported instead of silently splitting a number in two.
+        ws = ws[_WS_LUT[b[ws]]]
+        bounds = np.concatenate(([-1], ws, [len(b)]))
+        gap = np.flatnonzero(np.diff(bounds) > 1)
+        self.starts = bounds[gap] + 1
+        self.ends = bounds[gap + 1]
+        self.n = len(self.starts)
+        self._newlines: np.ndarray | None = None
+        self.fast = self._fast_parse()
+
+    def _fast_parse(self) -> bool:
+        data, b = self.data, self._bytes
+        if self.n == 0 or int((self.ends - self.starts).max()) > _MAX_DIGITS:
+            return False
+        has_exp = data.find(b"e") >= 0 or data.find(b"E") >= 0
+        stripped = data.replace(b".", b"")
+        if has_exp:
+            stripped = stripped.replace(b"e", b" ").replace(b"E", b" ")
+        with warnings.catch_warnings():
+            # np.fromstring warns and stops at the first unparsable token; the count check catches it.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                ints = np.fromstring(stripped, dtype=np.int64, sep=" ")
+            except ValueError:
+                return False
+        dots = np.flatnonzero(b == 46)
+        dot_tok = np.searchsorted(self.starts, dots, side="right") - 1
+        if len(dot_tok) and (np.diff(dot_tok) == 0).any():
+            return False  # two points in one token ("1.2.3") would otherwise parse as 123
+        mantissa_end = self.ends.copy()
+        exp_val = None
+        if has_exp:
+            epos = np.flatnonzero((b | 32) == 101)
+            etok = np.searchsorted(self.starts, epos, side="right") - 1
+            if (np.diff(etok) == 0).any():
+                return False
+            mantissa_end[etok] = epos
+            # Each exponent became an extra integer right after its mantissa in `ints`.
+            if len(ints) != self.n + len(epos):
+                return False
+            extra = etok + np.arange(1, len(etok) + 1)
+            keep = np.ones(len(ints), dtype=bool)
+            keep[extra] = False
+            exp_val = np.zeros(self.n, dtype=np.int64)
+            exp_val[etok] = ints[extra]
+            ints = ints[keep]
+            if dot_tok.size and (dots > mantissa_end[dot_tok]).any():
+                return False  # a point inside the exponent
+        elif len(ints) != self.n:
+            return False
+        frac = np.zeros(self.n, dtype=np.int64)
+        frac[dot_tok] = mantissa_end[dot_tok] - dots - 1
+        self.ints = ints
+        self.nonint = frac != 0
+        power = frac
+        if exp_val is not None:
+            self.nonint |= exp_val != 0
+            power = frac - exp_val
+            if (np.abs(power) >= len(_POW10)).any():
+                return False
+        self.power = power
+        return True
+
+    def line_of(self, k: int) -> int:
+        if self._newlines is None:
+            self._newlines = np.flatnonzero(self._bytes == 10)
+        pos = self.starts[min(k, self.n - 1)] if self.n else 0
+        return int(np.searchsorted(self._newlines, pos)) + 1
+
+    def token(self, k: int) -> bytes:
+        return self.data[self.starts[k]:self.ends[k]]
+
+    def error(self, k: int, reason: str, frame: int | None = None) -> DataError:
+        rec = f"line {self.line_of(k)}" + ("" if frame is None else f" (frame {frame})")
+        return DataError(reason, file=self.file, record=rec)
+
+    def int_at(self, k: int, what: str, frame: int | None = None) -> int:
+        if k >= self.n:
+            raise DataError(f"file ends early: expected {what}", file=self.file,
+                            record=f"line {self.line_of(self.n) + 1}" + ("" if frame is None else f" (frame {frame})"))
+        if self.fast and not self.nonint[k]:
+            return int(self.ints[k])
+        tok = self.token(k)
+        try:
+            return int(tok)
+        except ValueError:
+            raise self.error(k, f"{what} must be an integer, found {tok[:40]!r}", frame) from None
+
+    def ints_at(self, idx: np.ndarray, what: str) -> list[int]:
+        if self.fast and not self.nonint[idx].any():
+            return self.ints[idx].tolist()
+        return [self.int_at(int(k), what) for k in idx]
+
+    def floats(self, idx: np.ndarray) -> np.ndarray:
+        """float64 values of the tokens at ``idx`` (any shape)."""
+        if self.fast:
+            p = self.power[idx]
+            if (p >= 0).all():
+                return self.ints[idx] / _POW10[p]
+            return np.where(p >= 0, self.ints[idx] / _POW10[np.maximum(p, 0)],
+                            self.ints[idx] * _POW10[np.maximum(-p, 0)])
+        flat = idx.reshape(-1)
+        toks = np.array([self.data[s:e] for s, e in zip(self.starts[flat], self.ends[flat], strict=True)],
+                        dtype=object)
+        try:
+            return toks.astype(np.float64).reshape(idx.shape)
+        except (ValueError, TypeError):
+            pass
+        # Only on bad input: find the first token that is not a number, to name its line.
+        for j, tok in enumerate(toks):
+            try:
+                float(tok)
+            except ValueError:
+                raise self.error(int(flat[j]), f"not a number: {tok[:40]!r}") from None
+        raise self.error(int(flat[0]), "unreadable numbers")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def parse_ntu_skeleton(data: bytes, name: str = "<memory>") -> NTUSkeleton:
+    """Parse the bytes of a ``.skeleton`` file. Raises :class:`DataError` naming line and frame."""
+    tk = _Tokens(data, name)
+    if tk.n == 0:
+        raise DataError("empty file", file=name, record="line 1")
+    num_frames = tk.int_at(0, "the frame count")
+    # Every frame takes at least one token (its body count): a larger claim is a corrupt header,
+    # rejected before anything is allocated from it.
+    if num_frames < 0 or num_frames > tk.n - 1:
+        raise DataError(f"header claims {num_frames} frames but the file holds only {tk.n} tokens",
+                        file=name, record="line 1")
+    pos = 1
+    body_pos: list[int] = []
+    body_frame: list[int] = []
+    body_slot: list[int] = []
+    per_frame = np.zeros(num_frames, dtype=np.int64)
+    for t in range(num_frames):
+        nb = tk.int_at(pos, "the body count", frame=t)
+        if nb < 0 or pos + 1 + nb * _BODY_LEN > tk.n:
+            if nb < 0:
+                raise tk.error(pos, f"negative body count {nb}", t)
+            raise tk.error(pos, f"frame claims {nb} bodies but the file ends before them "
+                                f"(truncated file or corrupt count)", t)
+        per_frame[t] = nb
+        pos += 1
+        for m in range(nb):
+            nj = tk.int_at(pos + len(BODY_FIELDS), "the joint count", frame=t)
+            if nj != NUM_JOINTS:
+                raise tk.error(pos + len(BODY_FIELDS), f"body {m} has {nj} joints, expected {NUM_JOINTS}", t)
+            body_pos.append(pos)
+            body_frame.append(t)
+            body_slot.append(m)
+            pos += _BODY_LEN
+    if pos != tk.n:
+        raise tk.error(pos, f"{tk.n - pos} unexpected tokens after the last frame "
+                            f"(frame or body count too small?)")
+    skel = NTUSkeleton(name=name, num_frames=num_frames, bodies_per_frame=per_frame)
+    if not body_pos:
+        return skel
+    bpos = np.asarray(body_pos, dtype=np.int64)
+    ids = np.asarray(tk.ints_at(bpos, "bodyID"), dtype=object if not tk.fast else np.int64)
+    fields = tk.floats(bpos[:, None] + np.arange(1, len(BODY_FIELDS)))
+    joints = tk.floats(bpos[:, None] + (len(BODY_FIELDS) + 1) + np.arange(_JOINT_BLOCK))
+    joints = joints.reshape(len(bpos), NUM_JOINTS, len(JOINT_FIELDS))
+    if not np.isfinite(joints).all() or not np.isfinite(fields).all():
+        bad = int(np.flatnonzero(~(np.isfinite(joints).all((1, 2)) & np.isfinite(fields).all(1)))[0])
+        raise tk.error(int(bpos[bad]), "NaN or infinite value in this body", body_frame[bad])
+    frames = np.asarray(body_frame, dtype=np.int64)
+    slots = np.asarray(body_slot, dtype=np.int64)
+    # Group the records by bodyID, bodies ordered by first appearance.
+    uniq, first, inverse = np.unique(ids.astype(str) if ids.dtype == object else ids,
+                                     return_index=True, return_inverse=True)
+    for u in np.argsort(first, kind="stable"):
+        sel = np.flatnonzero(inverse == u)
+        skel.bodies.append(NTUBody(body_id=int(ids[first[u]]), frames=frames[sel], slots=slots[sel],
+                                   fields=fields[sel], joints=joints[sel]))
+    return skel
+
+
+def read_ntu_skeleton(path: str | Path) -> NTUSkeleton:
+    """Read a ``.skeleton`` file with every body and all 12 fields of all 25 joints."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from None
+    skel = parse_ntu_skeleton(data, name=str(path))
+    skel.name = path.name.split(".")[0]
+    return skel
+
+
+def _noise_body(body: NTUBody) -> bool:
+    if len(body.frames) <= NOISE_MIN_FRAMES:
+        return True
+    xyz = body.xyz
+    spread = xyz.max(axis=1) - xyz.min(axis=1)  # (n, 3)
+    wide = spread[:, 0] > NOISE_SPREAD_RATIO * spread[:, 1]
+    return bool(wide.mean() >= NOISE_SPREAD_FRAC)
+
+
+def _motion(body: NTUBody) -> float:
+    xyz = body.xyz
+    tracked = np.abs(xyz).sum(axis=(1, 2)) > 0
+    if tracked.sum() < 2:
+        return 0.0
+    return float(xyz[tracked].var(axis=0).sum())
+
+
+def skeleton_to_sample(skel: NTUSkeleton, max_bodies: int = 2, body_selection: str = "official",
+                       label: int | None = None) -> Sample:
+    """Turn a parsed file into a (max_bodies, T, 25, 3) :class:`Sample`.
+
+    ``official``: the first ``max_bodies`` bodies listed in each frame fill the person slots, as in
+    the official ``ntu_gendata`` (a noise body listed first displaces a person). ``energy``: noise
+    bodies are dropped (see ``NOISE_*``) and the ``max_bodies`` body IDs with the largest motion (sum
+    of the variances of their coordinates over time) fill the slots, largest first.
+    """
+    if max_bodies < 1:
+        raise DataError(f"max_bodies must be >= 1, found {max_bodies}", file=skel.name)
+    if skel.num_frames == 0:
+        raise DataError("file has no frame", file=skel.name, record="line 1")
+    if not skel.bodies:
+        raise DataError("no body in any frame (missing skeleton)", file=skel.name)
+    kp = np.zeros((max_bodies, skel.num_frames, NUM_JOINTS, 3), dtype=np.float32)
+    meta: dict = {"body_selection": body_selection, "num_body_ids": len(skel.bodies),
+                  "max_bodies_per_frame": skel.max_bodies_per_frame}
+    if body_selection == "official":
+        for body in skel.bodies:
+            keep = body.slots < max_bodies
+            kp[body.slots[keep], body.frames[keep]] = body.xyz[keep]
+    elif body_selection == "energy":
+        people = [b for b in skel.bodies if not _noise_body(b)]
+        noise = [b for b in skel.bodies if _noise_body(b)]
+        if not people:  # every body looks like noise: keeping them beats returning an empty clip
+            people, noise = list(skel.bodies), []
+        people.sort(key=_motion, reverse=True)
+        for m, body in enumerate(people[:max_bodies]):
+            kp[m, body.frames] = body.xyz
+        # IDs as strings: 64-bit integers do not survive JSON readers that use doubles.
+        meta["selected_body_ids"] = [str(b.body_id) for b in people[:max_bodies]]
+        meta["noise_body_ids"] = [str(b.body_id) for b in noise]
+    else:
+        raise DataError(f"unknown body_selection {body_selection!r}; expected 'official' or 'energy'",
+                        file=skel.name)
+    info = parse_ntu_name(skel.name)
+    if info is not None:
+        meta.update(info)
+        if label is None:
+            label = info["action"] - 1
+    return Sample(keypoint=kp, score=None, label=label, name=skel.name, meta=meta)
+
+
+def read_ntu(path: str | Path, max_bodies: int = 2, body_selection: str = "official",
+             label: int | None = None) -> Sample:
+    """Read one ``.skeleton`` file as a :class:`Sample` (x, y, z in metres; label = action - 1)."""
+    return skeleton_to_sample(read_ntu_skeleton(path), max_bodies=max_bodies,
+                              body_selection=body_selection, label=label)
+
+
+def synthesize_skeleton_text(num_frames: int, num_bodies: int, rng: np.random.Generator) -> str:
+    """A realistic random ``.skeleton`` text (for tests and benchmarks; never real data).
+
+    Values are printed the way the Kinect SDK writes them (7 significant digits, C# style
+    exponents for tiny values), body IDs are 64-bit integers, every frame lists ``num_bodies``.
+    """
+    nb = max(num_bodies, 0)
+    ids = rng.integers(72057594037927936, 72057594037999999, size=max(nb, 1))
+    base = rng.normal(0.0, 0.3, size=(max(nb, 1), NUM_JOINTS, 3)) + np.array([0.0, 0.0, 3.0])
+    scale = np.array([512, 424, 1920, 1080, 1, 1, 1, 1], dtype=np.float64)
+    out = [f"{num_frames}\n"]
+    for _ in range(num_frames):
+        out.append(f"{nb}\n")
+        for b in range(nb):
+            lean = rng.normal(0.0, 0.1, 2)
+            out.append(f"{ids[b]} 0 1 1 1 1 0 {lean[0]:.7g} {lean[1]:.7g} 2\n{NUM_JOINTS}\n")
+            xyz = base[b] + rng.normal(0.0, 0.01, size=(NUM_JOINTS, 3))
+            rest = rng.uniform(-1.0, 1.0, size=(NUM_JOINTS, 8)) * scale
+            rest[rng.random((NUM_JOINTS, 8)) < 0.01] *= 1e-6  # tiny values force exponent notation
+            state = rng.integers(1, 3, size=NUM_JOINTS)
+            vals = np.hstack([xyz, rest])
+            # One formatting call per frame-body block keeps the generator fast enough for benchmarks.
+            fmt = " ".join(["{:.7g}"] * 11) + " {}\n"
+            out.append("".join(fmt.format(*row, int(s)) for row, s in zip(vals, state, strict=True))
+                       .replace("e", "E"))
+    return "".join(out)

@@ -1,0 +1,115 @@
+"""OpenPose output: a folder of per-frame ``<video>_<frame:012d>_keypoints.json`` files.
+
+BODY_25 or COCO-18 is detected from the keypoint count. Coordinates are pixels unless the image
+size is given, in which case they are divided by width and height (the Kinetics-skeleton
+convention).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import DataError
+from ..sample import Sample
+
+# openpose-18 (COCO order, see reference/formats.md) joint j is BODY_25 keypoint BODY25_TO_COCO18[j]:
+#   0 nose<-0, 1 neck<-1, 2 r-shoulder<-2, 3 r-elbow<-3, 4 r-wrist<-4, 5 l-shoulder<-5,
+#   6 l-elbow<-6, 7 l-wrist<-7, 8 r-hip<-9, 9 r-knee<-10, 10 r-ankle<-11, 11 l-hip<-12,
+#   12 l-knee<-13, 13 l-ankle<-14, 14 r-eye<-15, 15 l-eye<-16, 16 r-ear<-17, 17 l-ear<-18.
+# BODY_25 keypoints 8 (mid-hip) and 19-24 (feet) have no COCO-18 counterpart and are dropped.
+BODY25_TO_COCO18 = np.array([0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18])
+_FRAME_RE = re.compile(r"_(\d+)_keypoints\.json$")
+MAX_FRAMES = 1_000_000
+
+
+def frame_files(folder: str | Path) -> list[tuple[int, Path]]:
+    """The ``*_keypoints.json`` files of a folder with their frame numbers, in frame order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError("not a folder of OpenPose *_keypoints.json files", file=str(folder))
+    out = []
+    for p in folder.glob("*_keypoints.json"):
+        m = _FRAME_RE.search(p.name)
+        if m is None:
+            raise DataError("file name has no frame number (expected <video>_<frame>_keypoints.json)",
+                            file=str(p))
+        out.append((int(m.group(1)), p))
+    if not out:
+        raise DataError("no *_keypoints.json file in folder", file=str(folder))
+    out.sort()
+    for (a, pa), (b, _pb) in zip(out, out[1:], strict=False):
+        if a == b:
+            raise DataError(f"two files for frame {a}", file=str(pa))
+    return out
+
+
+def read_openpose(folder: str | Path, *, to_coco18: bool = False, image_size: tuple[int, int] | None = None,
+                  max_persons: int | None = None, label: int | None = None, name: str | None = None) -> Sample:
+    """Read an OpenPose output folder as one clip (M = most people in a frame, in listed order).
+
+    ``image_size = (width, height)`` normalises pixels to [0, 1]; ``to_coco18`` maps BODY_25 to the
+    18-joint ``openpose`` layout; ``max_persons`` keeps the people with the highest mean score.
+    """
+    files = frame_files(folder)
+    first = files[0][0]
+    if files[-1][0] - first + 1 > MAX_FRAMES:
+        raise DataError(f"frame numbers span more than {MAX_FRAMES} frames", file=str(files[-1][1]))
+    people_per_frame: list[list[np.ndarray]] = []
+    num_kp: int | None = None
+    for fidx, p in files:
+        try:
+            doc = json.loads(p.read_bytes())
+        except OSError as exc:
+            raise DataError(f"cannot read file: {exc.strerror or exc}", file=str(p)) from None
+        except (ValueError, RecursionError) as exc:
+            raise DataError(f"not valid JSON: {exc}", file=str(p)) from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("people"), list):
+            raise DataError("missing list 'people'", file=str(p), record=f"frame {fidx}")
+        persons = []
+        for k, person in enumerate(doc["people"]):
+            rec = f"frame {fidx}, people[{k}]"
+            if not isinstance(person, dict) or "pose_keypoints_2d" not in person:
+                raise DataError("person entry needs 'pose_keypoints_2d'", file=str(p), record=rec)
+            try:
+                arr = np.asarray(person["pose_keypoints_2d"], dtype=np.float64)
+            except (TypeError, ValueError):
+                raise DataError("'pose_keypoints_2d' must be a list of numbers", file=str(p), record=rec) from None
+            if arr.ndim != 1 or arr.size not in (54, 75):
+                raise DataError(f"expected 54 (COCO-18) or 75 (BODY_25) values, found shape {arr.shape}",
+                                file=str(p), record=rec)
+            if num_kp is None:
+                num_kp = arr.size // 3
+            elif arr.size // 3 != num_kp:
+                raise DataError(f"{arr.size // 3} keypoints where earlier frames had {num_kp}",
+                                file=str(p), record=rec)
+            if not np.isfinite(arr).all():
+                raise DataError("NaN or infinite value", file=str(p), record=rec)
+            persons.append(arr.reshape(-1, 3))
+        people_per_frame.append(persons)
+    num_p = max(1, max(len(ps) for ps in people_per_frame))
+    v = num_kp or 18
+    t_total = files[-1][0] - first + 1
+    data = np.zeros((num_p, t_total, v, 3), dtype=np.float64)
+    for (fidx, _p), persons in zip(files, people_per_frame, strict=True):
+        if persons:
+            data[: len(persons), fidx - first] = np.stack(persons)
+    layout = "body25" if v == 25 else "openpose"
+    if to_coco18 and v == 25:
+        data = data[:, :, BODY25_TO_COCO18]
+        layout = "openpose"
+    xy, score = data[..., :2], data[..., 2]
+    if image_size is not None:
+        w, h = image_size
+        if w <= 0 or h <= 0:
+            raise DataError(f"image_size must be positive, found {image_size}", file=str(folder))
+        xy = xy / np.array([w, h], dtype=np.float64)
+    if max_persons is not None and num_p > max_persons:
+        order = np.argsort(-score.mean(axis=(1, 2)), kind="stable")[:max_persons]
+        xy, score = xy[order], score[order]
+    meta = {"layout": layout, "first_frame": first, "frames_in_folder": len(files),
+            "normalised": image_size is not None}
+    return Sample(keypoint=xy, score=score, label=label, name=name or Path(folder).name, meta=meta)
