@@ -8,6 +8,7 @@ import pytest
 from stgcn.errors import LayoutError, ShapeError
 from stgcn.graph import get_layout
 from stgcn.inference.mapping import (
+    KINECT_DEPTH,
     KINECT_SPINE_T,
     MAPPINGS,
     available_mappings,
@@ -163,7 +164,7 @@ def test_batched_shapes_and_errors():
 def test_world_axes_follow_kinect():
     """A subject facing the camera: MediaPipe has the left shoulder at the image right (x > 0) and
     the head above the hips (y < 0). Kinect (as UTKinect records it) has the left shoulder at smaller
-    x than the right one, the head at larger y, and z unchanged."""
+    x than the right one, the head at larger y, and z moved away from the camera."""
     world = np.zeros((33, 3), np.float32)
     world[11] = [0.2, -0.5, 0.1]   # left shoulder
     world[12] = [-0.2, -0.5, 0.0]  # right shoulder
@@ -171,4 +172,5 @@ def test_world_axes_follow_kinect():
     k = map_keypoints(mediapipe_world_to_kinect(world), "mediapipe", "kinect-v1")
     assert k[4, 0] < k[8, 0]
     assert k[3, 1] > k[0, 1]
-    assert k[4, 2] == pytest.approx(0.1)
+    assert k[4, 2] == pytest.approx(0.1 + KINECT_DEPTH)
+    assert (np.abs(k).sum(-1) > 0).all()  # no joint reads as missing, not even the hip centre

@@ -192,15 +192,24 @@ def map_keypoints(
     return out
 
 
-def mediapipe_world_to_kinect(world: np.ndarray) -> np.ndarray:
+# MediaPipe world coordinates have their origin at the mid-hips, so that joint is exactly 0, which
+# the data pipeline reads as "missing". Kinect data has the subject metres in front of the sensor:
+# UTKinect's mean hip-centre depth is 2.30 m. Shifting z by that keeps every joint non-zero and puts
+# the skeleton where the training data has it.
+KINECT_DEPTH = 2.3
+
+
+def mediapipe_world_to_kinect(world: np.ndarray, depth: float = KINECT_DEPTH) -> np.ndarray:
     """MediaPipe world landmarks (..., 3) in Kinect camera axes.
 
     MediaPipe: metres, origin at the mid-hips, x to the image's right, y down, z away from the
     camera. Kinect v1 / OpenNI: y up and z away from the camera, and x grows toward the subject's
     right when they face the camera (UTKinect and Florence both have the left shoulder at smaller x
-    than the right one, by 0.24 m on average), which is the image's left: so x and y flip, z stays.
+    than the right one, by 0.24 m on average), which is the image's left: so x and y flip, and z is
+    moved ``depth`` metres away from the camera.
     """
     out = np.array(world, dtype=np.float32, copy=True)
     out[..., 0] *= -1.0
     out[..., 1] *= -1.0
+    out[..., 2] += depth
     return out

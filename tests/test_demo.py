@@ -1,0 +1,129 @@
+"""The demo: bundled clip → MediaPipe → tiny kinect-v1 model → H.264 mp4 + JSON; error cases and
+interruption with a fake pose backend."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av")
+pytest.importorskip("cv2")
+pytest.importorskip("scipy")
+
+from stgcn.checkpoint import save_model  # noqa: E402
+from stgcn.errors import LayoutError, StgcnError  # noqa: E402
+from stgcn.inference.demo import bundled_video, run_demo  # noqa: E402
+from stgcn.inference.pose import Person  # noqa: E402
+from stgcn.inference.video import H264Writer, VideoError  # noqa: E402
+from stgcn.models import create_model  # noqa: E402
+
+CLASSES = ["walk", "sit down", "stand up", "pick up"]
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    model = create_model("stgcn-tiny", layout="kinect-v1", num_classes=len(CLASSES))
+    path = tmp_path / "tiny.pt"
+    save_model(path, model, {"class_names": CLASSES, "layout": "kinect-v1",
+                             "data": {"layout": "kinect-v1", "in_channels": 3, "clip_len": 32,
+                                      "test_pipeline": [{"name": "center"}]}})
+    return path
+
+
+def probe(path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return s.codec_context.name, s.codec_context.pix_fmt, sum(1 for _ in c.decode(s))
+
+
+@pytest.mark.slow
+@pytest.mark.video
+def test_demo_on_bundled_clip(checkpoint, tmp_path):
+    pytest.importorskip("mediapipe")
+    out, js = tmp_path / "out.mp4", tmp_path / "out.json"
+    r = run_demo(video=bundled_video(), checkpoint=checkpoint, out=out, json_out=js, max_frames=60)
+    assert r.frames == 60 and r.out == out and r.pose_fps > 0
+    assert probe(out) == ("h264", "yuv420p", 60)
+    with open(out, "rb") as f:
+        head = f.read(4096)
+    assert head.find(b"moov") != -1 and (head.find(b"mdat") == -1 or head.find(b"moov") < head.find(b"mdat"))
+    doc = json.loads(js.read_text())
+    assert doc["frames"] == 60 and doc["layout"] == "kinect-v1" and len(doc["windows"]) >= 3
+    w = doc["windows"][-1]
+    assert w["people"] and all(p[0]["label"] in CLASSES for p in w["people"].values())
+    assert w["scene"][0]["label"] in CLASSES and doc["latency_ms"]["mean"] > 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temporaries renamed
+
+
+class FakePose:
+    """A person walking right with world landmarks; nobody on some frames; optional Ctrl-C."""
+
+    layout = "mediapipe"
+
+    def __init__(self, interrupt_at=None, empty=()):
+        self.n, self.interrupt_at, self.empty, self.closed = 0, interrupt_at, set(empty), False
+
+    def __call__(self, frame):
+        i = self.n
+        self.n += 1
+        if i == self.interrupt_at:
+            raise KeyboardInterrupt
+        if i in self.empty:
+            return []
+        rng = np.random.default_rng(0)
+        xy = rng.uniform(-40, 40, (33, 2)) + [100 + i, 120]
+        kp = np.concatenate([xy, np.full((33, 1), 0.9)], 1).astype(np.float32)
+        box = np.array([*xy.min(0), *xy.max(0)], np.float32)
+        return [Person(kp, box, 0.9, world=rng.normal(0, 0.3, (33, 3)).astype(np.float32))]
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def small_video(tmp_path):
+    path = tmp_path / "in.mp4"
+    with H264Writer(path, 25, 160, 120) as w:
+        for i in range(40):
+            w.write(np.full((120, 160, 3), i * 5, np.uint8))
+    return path
+
+
+def test_interrupt_finalises_video_and_json(checkpoint, small_video, tmp_path):
+    pose = FakePose(interrupt_at=25, empty=range(5, 9))
+    r = run_demo(video=small_video, checkpoint=checkpoint, out=tmp_path / "o.mp4", json_out=tmp_path / "o.json",
+                 pose=pose, window=16, stride=4)
+    assert r.interrupted and r.frames == 25 and pose.closed
+    assert probe(tmp_path / "o.mp4") == ("h264", "yuv420p", 25)
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert doc["interrupted"] and doc["windows"]
+
+
+def test_person_leaving_and_short_clip(checkpoint, small_video, tmp_path):
+    r = run_demo(video=small_video, checkpoint=checkpoint, json_out=tmp_path / "o.json",
+                 pose=FakePose(empty=range(20, 40)), window=64, stride=100)
+    assert r.frames == 40 and len(r.windows) == 1  # shorter than a window: one prediction at the end
+
+
+def test_errors(checkpoint, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(VideoError):
+        run_demo(video=bad, checkpoint=checkpoint, out=tmp_path / "o.mp4", pose=FakePose())
+    with pytest.raises(VideoError, match="not found"):
+        run_demo(video=tmp_path / "none.mp4", checkpoint=checkpoint, pose=FakePose())
+    coco = tmp_path / "coco.pt"
+    save_model(coco, create_model("stgcn-tiny", layout="coco", num_classes=2), {"class_names": ["a", "b"],
+                                                                               "layout": "coco"})
+    with pytest.raises(LayoutError, match="coco"):
+        run_demo(video=bundled_video(), checkpoint=coco, out=tmp_path / "o.mp4", pose=FakePose())
+    assert not (tmp_path / "o.mp4").exists()
+    with pytest.raises(StgcnError):
+        run_demo(checkpoint=checkpoint)
+
+
+def test_bundled_video_is_packaged():
+    p = bundled_video()
+    assert p.is_file() and (p.parent / "PROVENANCE.md").is_file()

@@ -1,0 +1,63 @@
+"""ONNX export: dynamic N and T, parity with torch on another shape, metadata, the export CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.onnx
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from stgcn.checkpoint import save_model  # noqa: E402
+from stgcn.export.onnx import export_onnx  # noqa: E402
+from stgcn.models import create_model  # noqa: E402
+
+
+def trained_looking(layout="kinect-v1", classes=5):
+    """A tiny model with non-trivial BN statistics, so that logits are not all near zero."""
+    torch.manual_seed(0)
+    m = create_model("stgcn-tiny", layout=layout, num_classes=classes)
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+    return m.eval()
+
+
+def test_export_dynamic_axes_and_parity(tmp_path):
+    m = trained_looking()
+    r = export_onnx(m, tmp_path / "m.onnx", example_frames=32, check_frames=45, check_batch=3, repeat=2,
+                    timing_frames=16, metadata={"class_names": ["a", "b", "c", "d", "e"]})
+    assert r.max_abs_diff <= 1e-4 and r.max_abs_logit > 1e-3
+    assert r.check_shape[0] != r.export_shape[0] and r.check_shape[2] != r.export_shape[2]
+    assert r.ort_ms > 0 and r.torch_ms > 0 and "max abs diff" in r.summary()
+    proto = onnx.load(tmp_path / "m.onnx")
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and dims[2].dim_param  # batch and frames are symbolic
+    assert [d.dim_value for d in dims[1:2] + dims[3:]] == [3, 20, 2]
+    assert proto.opset_import[0].version == 17
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert props["joints"] == "20" and '"e"' in props["class_names"]
+    # a length the export never saw, one sample
+    x = torch.randn(1, 3, 101, 20, 2)
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"skeleton": x.numpy()})[0]
+    with torch.inference_mode():
+        assert abs(got - m(x).numpy()).max() <= 1e-4
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_export_cli(tmp_path, capsys):
+    from stgcn.cli import main
+
+    m = trained_looking("openpose", 4)
+    save_model(tmp_path / "m.pt", m, {"class_names": list("abcd"), "layout": "openpose",
+                                      "data": {"normalization": "kinetics", "num_persons": 2}})
+    assert main(["export", str(tmp_path / "m.pt"), "--onnx", str(tmp_path / "out.onnx"), "--frames", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "max abs diff" in out and "onnxruntime" in out
+    assert (tmp_path / "out.onnx").is_file()
+    assert main(["export", str(tmp_path / "missing.pt"), "--onnx", str(tmp_path / "x.onnx")]) == 2
+    assert not (tmp_path / "x.onnx").exists()
