@@ -8,6 +8,7 @@ cannot be used are reported in ``DatasetSource.rejects`` with the reason, never 
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,26 +60,21 @@ def read_clip(fmt: str, path: str, options: dict) -> Sample:
     from .formats.ntu import read_ntu
     from .formats.openpose import read_openpose
 
-    opts = dict(options)
     readers = {
-        "ntu": lambda: read_ntu(path, **opts),
-        "kinetics": lambda: read_kinetics(path, **opts),
-        "openpose": lambda: read_openpose(path, **opts),
-        "pyskl": lambda: _pyskl_sample(path, **opts),
-        "npy": lambda: read_npy(path, **opts),
-        "npz": lambda: read_npz(path, **opts),
-        "msr-action3d": lambda: kinect.read_msr_action3d(path, **opts),
-        "utkinect": lambda: kinect.read_utkinect(path, **opts),
-        "kard": lambda: kinect.read_kard(path, **opts),
-        "florence3d": lambda: kinect.read_florence(path, **opts),
-        "sbu": lambda: kinect.read_sbu(path, **opts),
+        "ntu": read_ntu, "kinetics": read_kinetics, "openpose": read_openpose, "pyskl": _pyskl_sample,
+        "npy": read_npy, "npz": read_npz, "msr-action3d": kinect.read_msr_action3d,
+        "utkinect": kinect.read_utkinect, "kard": kinect.read_kard, "florence3d": kinect.read_florence,
+        "sbu": kinect.read_sbu,
     }
     if fmt not in readers:
         raise DataError(f"unknown format {fmt!r}; known: {sorted(readers)}", file=path)
+    reader = readers[fmt]
     try:
-        return readers[fmt]()
-    except TypeError as exc:  # an option the reader does not take
-        raise DataError(f"bad options {sorted(opts)} for format {fmt!r}: {exc}", file=path) from None
+        # Checked up front so that a TypeError raised inside a reader is never mistaken for this.
+        inspect.signature(reader).bind(path, **options)
+    except TypeError as exc:
+        raise DataError(f"bad options {sorted(options)} for format {fmt!r}: {exc}", file=path) from None
+    return reader(path, **options)
 
 
 @functools.lru_cache(maxsize=4)
@@ -89,11 +85,19 @@ def _pyskl_index(path: str, mtime: float):
     return {a["frame_dir"]: (i, a) for i, a in enumerate(anns)}
 
 
-def _pyskl_sample(path: str, name: str) -> Sample:
+def _pyskl_sample(path: str, name: str | None = None) -> Sample:
     from .formats.pyskl import annotation_to_sample
 
     # The whole pickle is one file: keep it parsed instead of reloading it for every clip.
-    index = _pyskl_index(path, Path(path).stat().st_mtime)
+    try:
+        mtime = Path(path).stat().st_mtime
+    except OSError as exc:
+        raise DataError(f"cannot read file: {exc.strerror or exc}", file=path) from None
+    index = _pyskl_index(path, mtime)
+    if name is None:
+        if not index:
+            raise DataError("pickle holds no annotation", file=path)
+        name = next(iter(index))
     if name not in index:
         raise DataError(f"no annotation with frame_dir {name!r}", file=path)
     i, ann = index[name]

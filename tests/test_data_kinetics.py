@@ -1,0 +1,80 @@
+import json
+
+import numpy as np
+import pytest
+
+from stgcn.data import load_sample, open_source
+from stgcn.data.formats.kinetics import read_kinetics
+from stgcn.errors import DataError
+
+
+def _person(rng, s=0.5):
+    return {"pose": rng.uniform(0, 1, 36).round(3).tolist(), "score": [s] * 18}
+
+
+def _clip(path, frames=5, people=(0.9, 0.2, 0.6), label="abseiling", li=0, gap=None):
+    rng = np.random.default_rng(0)
+    data = [{"frame_index": t + 1, "skeleton": [_person(rng, s) for s in people]}
+            for t in range(frames) if t != gap]
+    path.write_text(json.dumps({"data": data, "label": label, "label_index": li}))
+    return path
+
+
+def test_read_selection_and_score(tmp_path):
+    p = _clip(tmp_path / "abc.json")
+    s = read_kinetics(p)
+    assert s.keypoint.shape == (2, 5, 18, 2) and s.score.shape == (2, 5, 18)
+    assert np.allclose(s.score[:, 0, 0], [0.9, 0.6])  # the two most confident people
+    assert s.label == 0 and s.to_array().shape == (3, 5, 18, 2)
+    f = read_kinetics(p, person_selection="frame")
+    assert np.allclose(f.score[:, 0, 0], [0.9, 0.6])
+    assert load_sample(p).keypoint.shape == (2, 5, 18, 2)
+
+
+def test_padding_modes_and_missing_frames(tmp_path):
+    p = _clip(tmp_path / "x.json", frames=4, gap=1)
+    s = read_kinetics(p, pad_to=10, pad_mode="loop")
+    assert s.keypoint.shape[1] == 10 and np.array_equal(s.keypoint[:, 4], s.keypoint[:, 0])
+    assert not s.keypoint[:, 1].any()  # absent frame stays empty
+    z = read_kinetics(p, pad_to=10, pad_mode="zero")
+    assert not z.keypoint[:, 4:].any()
+    with pytest.raises(DataError, match="pad_mode"):
+        read_kinetics(p, pad_to=10, pad_mode="mirror")
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", "empty"),
+    ("{}", "missing key 'data'"),
+    ('{"data": [{"frame_index": 1}]}', "frame_index' and 'skeleton"),
+    ('{"data": [{"frame_index": 1, "skeleton": [{"pose": [1, 2], "score": [1]}]}]}', "expected 36"),
+    ('{"data": [{"frame_index": 0, "skeleton": []}]}', "frame_index"),
+    ('{"data": []}', "no frame"),
+    ('{"data": [', "not valid JSON"),
+])
+def test_bad_json(tmp_path, text, match):
+    p = tmp_path / "bad.json"
+    p.write_text(text)
+    with pytest.raises(DataError, match=match):
+        read_kinetics(p)
+
+
+def test_label_outside_class_list(tmp_path):
+    p = _clip(tmp_path / "c.json", label="unknown")
+    with pytest.raises(DataError, match="not in the class list"):
+        read_kinetics(p, class_names=["abseiling"])
+
+
+def test_source(tmp_path):
+    for split in ("train", "val"):
+        (tmp_path / f"kinetics_{split}").mkdir()
+        _clip(tmp_path / f"kinetics_{split}" / f"{split}1.json", li=1, label="b")
+        labels = {f"{split}1": {"has_skeleton": True, "label": "b", "label_index": 1},
+                  f"{split}2": {"has_skeleton": False, "label": "a", "label_index": 0},
+                  f"{split}3": {"has_skeleton": True, "label": "a", "label_index": 0}}
+        (tmp_path / f"kinetics_{split}_label.json").write_text(json.dumps(labels))
+    src = open_source("kinetics", str(tmp_path), pad_to=8)
+    assert src.class_names == ["a", "b"] and src.split_names == ["train", "val"]
+    assert len(src.items) == 2 and len(src.rejects) == 4
+    from stgcn.data import load_item
+    s = load_item(src.items[0])
+    assert s.keypoint.shape == (2, 8, 18, 2) and s.label == 1
