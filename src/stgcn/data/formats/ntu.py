@@ -167,7 +167,7 @@ class _Tokens:
         mantissa_end = self.ends.copy()
         exp_val = None
         if has_exp:
-            epos = np.flatnonzero((b | 32) == 101)
+            epos = np.flatnonzero((b == 101) | (b == 69))  # e or E
             etok = np.searchsorted(self.starts, epos, side="right") - 1
             if (np.diff(etok) == 0).any():
                 return False
