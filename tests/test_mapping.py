@@ -174,3 +174,9 @@ def test_world_axes_follow_kinect():
     assert k[3, 1] > k[0, 1]
     assert k[4, 2] == pytest.approx(0.1 + KINECT_DEPTH)
     assert (np.abs(k).sum(-1) > 0).all()  # no joint reads as missing, not even the hip centre
+
+
+def test_body25_table_agrees_with_the_openpose_reader():
+    from stgcn.data.formats.openpose import BODY25_TO_COCO18
+
+    assert list(MAPPINGS[("body25", "openpose")]) == BODY25_TO_COCO18.tolist()

@@ -154,3 +154,13 @@ def test_predict_cli_on_openpose_folder(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "OpenPose folder" in out and sum(n in out for n in NAMES) == 2
     assert main(["predict", str(tmp_path / "op"), "--checkpoint", str(tmp_path / "m.pt")]) == 2  # no image size
+
+
+def test_openpose_folder_gap_is_an_empty_frame(tmp_path):
+    from stgcn.inference.pose import OpenPoseFolderSource
+
+    write_openpose(tmp_path / "op", 5)
+    (tmp_path / "op" / "clip_000000000002_keypoints.json").unlink()
+    src = OpenPoseFolderSource(tmp_path / "op")
+    frames = list(src)
+    assert src.layout == "body25" and [len(f) for f in frames] == [1, 1, 0, 1, 1]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,9 +194,6 @@ class MediaPipePose:
         self.close()
 
 
-_FRAME_NO = re.compile(r"(\d+)_keypoints\.json$")
-
-
 def read_openpose_frame(path: str | Path) -> list[np.ndarray]:
     """The (V, 3) keypoint arrays (x, y, confidence; pixels) of one OpenPose ``*_keypoints.json``."""
     path = Path(path)
@@ -230,7 +226,8 @@ def read_openpose_frame(path: str | Path) -> list[np.ndarray]:
 class OpenPoseFolderSource:
     """The people of every frame in an OpenPose output folder (``--write_json``), in frame order.
 
-    Frames are sorted by the frame number in ``<video>_<frame:012d>_keypoints.json``. The layout is
+    Frames are sorted by the frame number in ``<video>_<frame:012d>_keypoints.json`` (missing numbers
+    are frames without people). The layout is
     ``openpose`` (COCO-18) or ``body25`` as the files say; map it with
     :func:`stgcn.inference.mapping.map_keypoints`. OpenPose JSON does not record the image size:
     pass ``image_size=(width, height)`` when the model normalises by it (Kinetics).
@@ -238,24 +235,20 @@ class OpenPoseFolderSource:
 
     def __init__(self, folder: str | Path, image_size: tuple[int, int] | None = None) -> None:
         self.folder = Path(folder)
-        if not self.folder.is_dir():
-            raise DataError("OpenPose folder not found", file=str(self.folder))
-        files = [p for p in self.folder.iterdir() if p.name.endswith("_keypoints.json")]
-        if not files:
-            raise DataError("no *_keypoints.json files (OpenPose --write_json output) in this folder",
-                            file=str(self.folder))
+        from ..data.formats.openpose import frame_files
 
-        def frame_no(p: Path) -> tuple[int, str]:
-            m = _FRAME_NO.search(p.name)
-            return (int(m.group(1)) if m else -1, p.name)
-
-        self.files = sorted(files, key=frame_no)
+        # the data reader's listing: frame numbers parsed and checked (no duplicates), in order
+        numbered = frame_files(self.folder)
+        first = numbered[0][0]
+        by_number = dict(numbered)
+        # frames OpenPose skipped are empty frames, so time stays uniform
+        self.files: list[Path | None] = [by_number.get(n) for n in range(first, numbered[-1][0] + 1)]
         self.image_size = image_size
         self.layout = self._detect_layout()
 
     def _detect_layout(self) -> str:
         for f in self.files:
-            people = read_openpose_frame(f)
+            people = read_openpose_frame(f) if f is not None else []
             if people:
                 return "openpose" if people[0].shape[0] == 18 else "body25"
         raise DataError("no person in any frame", file=str(self.folder))
@@ -268,7 +261,7 @@ class OpenPoseFolderSource:
         expected = 18 if self.layout == "openpose" else 25
         for f in self.files:
             frame = []
-            for kp in read_openpose_frame(f):
+            for kp in read_openpose_frame(f) if f is not None else []:
                 if kp.shape[0] != expected:
                     raise DataError(f"{kp.shape[0]} keypoints where the folder's first frames have {expected}",
                                     file=str(f))

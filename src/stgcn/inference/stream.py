@@ -114,9 +114,14 @@ class StreamRecognizer:
         inputs = [self.predictor.people_to_input([self._slot(t, start)] + [[]] * (m - 1), self.image_size,
                                                  self.src_layout) for t in live]
         top = self.tracker.most_confident(min(m, 2), since=start - 1)
-        inputs.append(self.predictor.people_to_input([self._slot(t, start) for t in top], self.image_size,
-                                                     self.src_layout))
-        feat, probs = self.predictor.features(np.stack(inputs))
+        if len(top) == 1 and [t.id for t in live] == [top[0].id]:
+            inputs.append(inputs[0])  # one person: the scene is that person; no second forward
+            feat, probs = self.predictor.features(np.stack(inputs[:1]))
+            feat, probs = np.concatenate([feat, feat]), np.concatenate([probs, probs])
+        else:
+            inputs.append(self.predictor.people_to_input([self._slot(t, start) for t in top], self.image_size,
+                                                         self.src_layout))
+            feat, probs = self.predictor.features(np.stack(inputs))
         att = joint_attention(feat)
         people, attention = {}, {}
         for i, t in enumerate(live):
