@@ -91,13 +91,17 @@ def run_demo(video: str | Path | None = None, camera: int | str | None = None, c
         raise ConfigError("a checkpoint is needed (--checkpoint)")
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint,
                                                                                               official=official)
-    if pose is None:
-        from .pose import MediaPipePose
+    from .pose import MediaPipePose
 
-        pose = MediaPipePose(max_people=max_people, detect_every=detect_every)
-    # fail on a layout the pose source cannot produce before any frame is read
-    predictor.check_source(pose.layout)
+    # fail on a layout the pose source cannot produce, or an unreadable input, before loading models
+    predictor.check_source(pose.layout if pose is not None else MediaPipePose.layout)
     reader = VideoReader(video) if video is not None else CameraReader(camera)
+    if pose is None:
+        try:
+            pose = MediaPipePose(max_people=max_people, detect_every=detect_every)
+        except BaseException:
+            reader.close()
+            raise
     source = str(video) if video is not None else f"camera {camera}"
     stream = StreamRecognizer(predictor, pose.layout, window=window, stride=stride, smoothing=smoothing,
                               topk=topk, image_size=(reader.width, reader.height))
