@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import require
 from .pose import Person, box_iou
 
 
@@ -78,7 +79,7 @@ class Tracker:
 
     def update(self, people: list[Person]) -> list[tuple[Track, Person]]:
         """Match this frame's ``people``; returns ``(track, person)`` for every person, in input order."""
-        from scipy.optimize import linear_sum_assignment
+        linear_sum_assignment = require("scipy.optimize", "video").linear_sum_assignment
 
         self.frame += 1
         assigned: dict[int, Track] = {}
