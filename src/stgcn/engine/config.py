@@ -105,6 +105,9 @@ class TrainConfig:
     """Allow starting a fresh run in a directory that already holds one."""
     tensorboard: bool = True
     progress: bool = True
+    num_threads: int = 0
+    """torch intra-op threads (0 = torch's default). On a small, busy CPU 1 is often fastest:
+    OpenMP threads spin while waiting for a core."""
 
 
 @dataclass

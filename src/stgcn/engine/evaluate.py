@@ -22,6 +22,21 @@ import torch
 from .. import metrics as M
 from ..errors import ConfigError, DataError
 
+
+def enable_flush_denormal() -> None:
+    """Flush denormal floats to zero (5-15x faster CPU training on skeleton data, measured).
+
+    The flag is per thread and OpenMP worker threads copy it when they are created, at the first
+    parallel torch op; so this runs when the engine is imported, before any op if possible.
+    numpy's float limits are computed first: computed under flush-to-zero they warn.
+    """
+    for dt in (np.float16, np.float32, np.float64):
+        np.finfo(dt).smallest_subnormal  # noqa: B018
+    torch.set_flush_denormal(True)
+
+
+enable_flush_denormal()
+
 # Seeds for evaluation clips live far from the epoch numbers used for training augmentation.
 _EVAL_TAG = 1_000_003
 

@@ -35,6 +35,7 @@ from .evaluate import (
     ClipDataset,
     EpochBatchSampler,
     build_transform,
+    enable_flush_denormal,
     make_loader,
     open_data,
     predict_scores,
@@ -256,11 +257,9 @@ def _train(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
     from ..graph import get_layout
     from ..models import create_model
 
-    # numpy caches its float limits on first use; computing them after flush-to-zero is on makes
-    # it warn that the smallest subnormal is zero
-    for dt in (np.float16, np.float32, np.float64):
-        np.finfo(dt).smallest_subnormal  # noqa: B018
-    torch.set_flush_denormal(True)
+    enable_flush_denormal()  # already done at import; repeated for this thread
+    if cfg.train.num_threads > 0:
+        torch.set_num_threads(cfg.train.num_threads)
     ckdir = out / "checkpoints"
     last_path, best_path = ckdir / "last.pt", ckdir / "best.pt"
     resume_state = None
@@ -269,7 +268,6 @@ def _train(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
             resume_state = safe_load(last_path)
             if resume_state.get("format") != STATE_FORMAT:
                 raise ConfigError(f"{last_path}: not a training state written by stgcn train")
-            _check_resume_config(resume_state["config"], cfg, last_path)
         elif last_path.exists() and not cfg.train.resume and not cfg.train.overwrite:
             raise ConfigError(f"{out} already holds a run ({last_path}); pass --resume to continue it, "
                               "--set train.overwrite=true to start over, or choose another --out")
@@ -298,6 +296,8 @@ def _train(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
     cfg.data.train_split, cfg.data.val_split = resolve_splits(store, cfg.data.train_split, cfg.data.val_split)
     tr_idx = np.asarray(store.split(cfg.data.train_split), dtype=np.int64)
     va_idx = np.asarray(store.split(cfg.data.val_split), dtype=np.int64)
+    if resume_state is not None:  # after the split and layout names are resolved
+        _check_resume_config(resume_state["config"], cfg, last_path)
     for split, idx in ((cfg.data.train_split, tr_idx), (cfg.data.val_split, va_idx)):
         if len(idx) == 0:
             raise DataError(f"split {split!r} is empty", file=cfg.data.path)

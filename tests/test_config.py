@@ -1,0 +1,81 @@
+"""Recipes and overrides: every shipped recipe loads and builds its pipelines; errors name the file
+and the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from stgcn.engine.config import RunConfig, apply_overrides, dump_yaml, from_dict, list_recipes, load_recipe
+from stgcn.errors import ConfigError
+
+
+def test_shipped_recipes():
+    assert set(list_recipes()) >= {"paper", "official-kinetics", "official-ntu", "pyskl", "small"}
+
+
+@pytest.mark.parametrize("name", list_recipes())
+def test_every_recipe_loads_and_builds(name):
+    from stgcn.data.transforms import build_pipeline
+    from stgcn.engine.evaluate import resolve_pipeline, with_test_clips
+    from stgcn.models import create_model
+
+    cfg = load_recipe(name)
+    assert cfg.recipe == name and cfg.description
+    for stream in ("joint", "bone-motion"):
+        build_pipeline(resolve_pipeline(cfg.data.train_pipeline, stream), "ntu-rgb+d")
+        specs, _ = with_test_clips(resolve_pipeline(cfg.data.test_pipeline, stream), cfg.data.test_clips)
+        build_pipeline(specs, "ntu-rgb+d")
+    create_model(cfg.model.name, layout="ntu-rgb+d", num_classes=60, strategy=cfg.model.strategy,
+                 edge_importance=cfg.model.edge_importance, dropout=cfg.model.dropout, **cfg.model.kwargs)
+    assert from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()  # config.yaml round trip
+    assert dump_yaml(cfg)
+
+
+def test_paper_and_official_values():
+    p = load_recipe("paper")
+    assert p.optimizer.lr == 0.01 and p.scheduler.milestones[:2] == [10, 20] and p.scheduler.gamma == 0.1
+    k = load_recipe("official-kinetics")
+    assert (k.optimizer.lr, k.optimizer.nesterov, k.optimizer.weight_decay) == (0.1, True, 1e-4)
+    assert k.scheduler.milestones == [20, 30, 40, 50] and k.train.epochs == 50 and k.train.batch_size == 256
+    n = load_recipe("official-ntu")
+    assert n.scheduler.milestones == [10, 50] and n.train.epochs == 80 and n.train.batch_size == 64
+    y = load_recipe("pyskl")
+    assert y.scheduler.name == "cosine" and y.optimizer.weight_decay == 5e-4 and y.data.test_clips == 10
+
+
+def test_overrides_are_type_checked():
+    cfg = apply_overrides(load_recipe("small"), ["optimizer.lr=0.05", "scheduler.milestones=[5, 8]",
+                                                 "train.epochs=7", "model.dropout=null"])
+    assert cfg.optimizer.lr == 0.05 and cfg.scheduler.milestones == [5, 8] and cfg.train.epochs == 7
+    assert cfg.model.dropout is None
+    with pytest.raises(ConfigError, match=r"optimizer\.lr.*number"):
+        apply_overrides(RunConfig(), ["optimizer.lr=fast"])
+    with pytest.raises(ConfigError, match="unknown key 'optimizer.lrr'"):
+        apply_overrides(RunConfig(), ["optimizer.lrr=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides(RunConfig(), ["optimizer.lr"])
+    with pytest.raises(ConfigError, match=r"train\.epochs.*>= 1"):
+        apply_overrides(RunConfig(), ["train.epochs=0"])
+    with pytest.raises(ConfigError, match="integer"):
+        apply_overrides(RunConfig(), ["train.epochs=2.5"])
+
+
+def test_recipe_file_errors_name_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optimizer:\n  lr: 0.1\n  momentun: 0.9\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*optimizer.*momentun"):
+        load_recipe(str(bad))
+    bad.write_text("train:\n  batch_size: big\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*train\.batch_size"):
+        load_recipe(str(bad))
+    bad.write_text("scheduler: {name: poly}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*scheduler\.name"):
+        load_recipe(str(bad))
+    bad.write_text("a: [\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_recipe(str(bad))
+    with pytest.raises(ConfigError, match="shipped recipes"):
+        load_recipe("no-such-recipe")
+    good = tmp_path / "mine.yaml"
+    good.write_text("optimizer: {lr: 0.5}\ntrain: {epochs: 2}\n")
+    assert load_recipe(str(good)).optimizer.lr == 0.5

@@ -1,0 +1,120 @@
+"""stgcn eval (metrics, outputs, class subsets, clips) and stgcn fuse (npz/csv/npy, name matching)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stgcn.errors import ConfigError, DataError
+from test_train import CLASSES, make_store, tiny_config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from stgcn.engine import train
+
+    root = tmp_path_factory.mktemp("ev")
+    store = make_store(root / "store", n=36)
+    return store, train(tiny_config(store, root / "run", epochs=1))
+
+
+def test_eval_matches_training_scores_and_writes_outputs(run, tmp_path):
+    from stgcn.engine import evaluate
+
+    store, res = run
+    ev = evaluate(res.best_checkpoint, store, "val", out=tmp_path / "e", num_workers=0, progress=False)
+    z = np.load(res.out / "val_scores.npz")
+    # best == final after one epoch, so eval reproduces the training-time validation scores
+    np.testing.assert_allclose(ev.scores, z["scores"], rtol=1e-5, atol=1e-5)
+    assert ev.names == list(z["names"]) and ev.metrics["top1"] == pytest.approx(res.metrics["final"]["top1"])
+    for f in ("metrics.json", "scores.npz", "per_class.csv", "confusion.png", "report.md"):
+        assert (tmp_path / "e" / f).is_file()
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["num_samples"] == len(ev.names)
+
+
+def test_eval_class_subset_restricts_samples_and_argmax(run, tmp_path):
+    from stgcn.engine import evaluate
+
+    store, res = run
+    full = evaluate(res.best_checkpoint, store, "val", num_workers=0, progress=False)
+    f = tmp_path / "sub.txt"
+    f.write_text("kick\nwave\n")
+    sub = evaluate(res.best_checkpoint, store, "val", classes=str(f), num_workers=0, progress=False)
+    keep = np.isin(full.labels, [0, 1])
+    assert sub.class_names == ["kick", "wave"] and len(sub.names) == keep.sum()
+    np.testing.assert_allclose(sub.scores, full.scores[keep][:, [1, 0]], rtol=1e-6)
+    assert (sub.labels == np.where(full.labels[keep] == 1, 0, 1)).all()
+    with pytest.raises(ConfigError, match="not classes"):
+        evaluate(res.best_checkpoint, store, "val", classes=["jump"], num_workers=0, progress=False)
+
+
+def test_kinetics_motion_list_is_shipped():
+    from stgcn.engine.evaluate import load_class_subset
+
+    names = load_class_subset("kinetics-motion")
+    assert len(names) == 30 and "belly dancing" in names
+
+
+def test_eval_cli_with_clips(run, tmp_path, capsys):
+    from stgcn.cli import main
+
+    store, res = run
+    rc = main(["eval", "--checkpoint", str(res.best_checkpoint), "--data", str(store), "--split", "val",
+               "--clips", "3", "--workers", "0", "--out", str(tmp_path / "c")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "top-1" in out and "wave" in out
+    assert json.loads((tmp_path / "c" / "metrics.json").read_text())["clips"] == 3
+
+
+def _npz(path, names, scores, labels):
+    np.savez(path, names=np.array(names), scores=np.asarray(scores, np.float32), labels=np.asarray(labels))
+
+
+def test_fuse_matches_by_name_and_weights(tmp_path):
+    from stgcn.fusion import fuse
+
+    a = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    b = np.array([[0.0, 3.0], [0.0, 2.0], [5.0, 0.0]])
+    _npz(tmp_path / "a.npz", ["x", "y", "z"], a, [1, 1, 0])
+    _npz(tmp_path / "b.npz", ["z", "x", "y"], b[[2, 0, 1]], [0, 1, 1])  # another order
+    r = fuse([tmp_path / "a.npz", tmp_path / "b.npz"], [1.0, 2.0])
+    from stgcn.metrics import softmax
+
+    np.testing.assert_allclose(r.scores, softmax(a) + 2 * softmax(b))
+    assert r.metrics["top1"] == 1.0
+    # a CSV from another model (already probabilities) and a bare npy in the first file's order
+    (tmp_path / "rgb.csv").write_text("name,p0,p1,label\ny,0.1,0.9,1\nx,0.5,0.5,1\nz,1.0,0.0,0\n")
+    np.save(tmp_path / "flow.npy", np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]]))
+    r = fuse([tmp_path / "a.npz", tmp_path / "rgb.csv", tmp_path / "flow.npy"])
+    np.testing.assert_allclose(r.scores[0], softmax(a)[0] + [0.5, 0.5] + [0.0, 1.0])
+
+
+def test_fuse_lists_unmatched_names(tmp_path):
+    from stgcn.fusion import fuse
+
+    _npz(tmp_path / "a.npz", ["x", "y"], np.zeros((2, 2)), [0, 1])
+    _npz(tmp_path / "b.npz", ["x", "w"], np.zeros((2, 2)), [0, 1])
+    with pytest.raises(DataError, match=r"missing here: \['y'\].*not in .*\['w'\]"):
+        fuse([tmp_path / "a.npz", tmp_path / "b.npz"])
+    _npz(tmp_path / "c.npz", ["x", "y"], np.zeros((2, 3)), [0, 1])
+    with pytest.raises(DataError, match="3 classes"):
+        fuse([tmp_path / "a.npz", tmp_path / "c.npz"])
+
+
+def test_fuse_cli(tmp_path, capsys):
+    from stgcn.cli import main
+
+    _npz(tmp_path / "a.npz", ["x", "y"], [[1.0, 0.0], [0.0, 1.0]], [0, 1])
+    _npz(tmp_path / "b.npz", ["y", "x"], [[0.0, 1.0], [1.0, 0.0]], [1, 0])
+    rc = main(["fuse", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--weights", "1", "0.5",
+               "--out", str(tmp_path / "f.npz")])
+    assert rc == 0 and "top-1 100.00%" in capsys.readouterr().out
+    assert np.load(tmp_path / "f.npz")["scores"].shape == (2, 2)
+    assert main(["fuse", str(tmp_path / "a.npz"), str(tmp_path / "missing.npz")]) == 2
+
+
+def test_classes_constant():
+    assert CLASSES == ["wave", "kick", "still"]
