@@ -2,22 +2,28 @@
 
 The format is a tree of counts (frames -> bodies -> joints, see ``reference/formats.md``). A
 straightforward reader calls ``float()`` once per token and builds a dict per joint, which costs
-about 60 ms for a 300-frame two-body file. Here the whole file goes through numpy once:
+about 60 ms for a 300-frame two-body file. Here the whole file is tokenised once and only the
+header counts (one per frame) are walked in Python; body and joint blocks are sliced out of the
+token values without a loop per joint.
 
-* token boundaries come from the positions of whitespace bytes (one comparison over the bytes);
-* every token is parsed as an *integer* by ``np.fromstring`` after the decimal points are deleted
-  (integer parsing in C is an order of magnitude faster than float parsing), and the number of
-  digits after each point is measured from the point positions; ``mantissa / 10**digits`` is
-  correctly rounded, so values are bit-identical to ``float(token)``;
-* only the header counts (one per frame and two per body) are walked in Python.
+* With the C extension ``_ntu_fast`` (built by ``pip install``; optional), one pass over the bytes
+  gives every token's float64 value (bit-identical to ``float(token)``), start offset and kind
+  (plain integer, other number, nan/inf, not a number).
+* Without it, numpy does the tokenising: every token is parsed as an *integer* by
+  ``np.fromstring`` after the decimal points are deleted (integer parsing in C is an order of
+  magnitude faster than float parsing), and the number of digits after each point is measured from
+  the point positions; ``mantissa / 10**digits`` is correctly rounded, so values are bit-identical
+  to ``float(token)``. Files this path cannot read exactly (tokens longer than int64 holds,
+  non-numeric text, NaN) go through a token-by-token path, which also produces the precise error.
 
-Files the fast path cannot read exactly (tokens longer than int64 holds, non-numeric text, NaN)
-go through a token-by-token path, which also produces the precise error message.
+bodyIDs are 64-bit integers (beyond float64's 2**53): they are re-read exactly from the bytes.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +32,11 @@ import numpy as np
 
 from ...errors import DataError
 from ..sample import Sample
+
+try:  # the C tokeniser; the package works without it (numpy path below), only slower
+    from . import _ntu_fast
+except ImportError:  # pragma: no cover - depends on the build
+    _ntu_fast = None
 
 NUM_JOINTS = 25
 BODY_FIELDS = ("bodyID", "clippedEdges", "handLeftConfidence", "handLeftState", "handRightConfidence",
@@ -55,6 +66,11 @@ _POW10 = 10.0 ** np.arange(0, 64)
 _WS_LUT = np.zeros(256, dtype=bool)
 _WS_LUT[[9, 10, 11, 12, 13, 32]] = True  # exactly the bytes that bytes.split() treats as whitespace
 _MAX_DIGITS = 18  # an int64 holds every 18-digit integer
+_EXACT = 2.0 ** 53  # every integer below this is exact in a float64
+_P10 = 10 ** np.arange(_MAX_DIGITS + 1, dtype=np.int64)
+_TOKEN_END = re.compile(rb"[^\t\n\v\f\r ]*")
+# Kinds of tokens reported by _ntu_fast.tokenize.
+_K_INT, _K_NONFINITE, _K_BAD = 1, 2, 3
 
 
 @dataclass
@@ -258,6 +274,15 @@ class _Tokens:
 
 def parse_ntu_skeleton(data: bytes, name: str = "<memory>") -> NTUSkeleton:
     """Parse the bytes of a ``.skeleton`` file. Raises :class:`DataError` naming line and frame."""
+    if _ntu_fast is not None:
+        skel = _parse_c(data if isinstance(data, bytes | memoryview) else bytes(data), name)
+        if skel is not None:
+            return skel
+    return _parse_numpy(bytes(data), name)
+
+
+def _parse_numpy(data: bytes, name: str) -> NTUSkeleton:
+    """The path without the C extension (and for the odd token only ``float()`` reads, "1_0")."""
     tk = _Tokens(data, name)
     if tk.n == 0:
         raise DataError("empty file", file=name, record="line 1")
@@ -315,14 +340,222 @@ def parse_ntu_skeleton(data: bytes, name: str = "<memory>") -> NTUSkeleton:
     return skel
 
 
+class _CTokens:
+    """Tokens of a text as ``_ntu_fast.tokenize`` reports them; same error helpers as ``_Tokens``."""
+
+    def __init__(self, data: bytes | memoryview, file: str, vals: np.ndarray, starts: np.ndarray,
+                 kinds: np.ndarray):
+        self.data, self.file = data, file
+        self.vals, self.starts, self.kinds = vals, starts, kinds
+        self.n = len(vals)
+
+    def line_of(self, k: int) -> int:
+        pos = int(self.starts[min(k, self.n - 1)]) if self.n else 0
+        return bytes(self.data[:pos]).count(b"\n") + 1  # only when raising: no newline index up front
+
+    def token(self, k: int) -> bytes:
+        s = int(self.starts[k])
+        return bytes(self.data[s:_TOKEN_END.match(self.data, s).end()])
+
+    def error(self, k: int, reason: str, frame: int | None = None) -> DataError:
+        rec = f"line {self.line_of(k)}" + ("" if frame is None else f" (frame {frame})")
+        return DataError(reason, file=self.file, record=rec)
+
+    def int_at(self, k: int, what: str, frame: int | None = None) -> int:
+        if k >= self.n:
+            raise DataError(f"file ends early: expected {what}", file=self.file,
+                            record=f"line {self.line_of(self.n) + 1}" + ("" if frame is None else f" (frame {frame})"))
+        v = float(self.vals[k])
+        if self.kinds[k] == _K_INT and abs(v) < _EXACT:
+            return int(v)
+        tok = self.token(k)  # int() semantics for everything else, as the numpy path
+        try:
+            return int(tok)
+        except ValueError:
+            raise self.error(k, f"{what} must be an integer, found {tok[:40]!r}", frame) from None
+
+    def exact_ints(self, idx: np.ndarray, what: str) -> np.ndarray:
+        """Integer values of the tokens at ``idx``: int64, or object where one exceeds int64."""
+        kinds = self.kinds[idx]
+        if (kinds != _K_INT).any():
+            k = int(idx[np.flatnonzero(kinds != _K_INT)[0]])
+            return np.asarray([self.int_at(k, what)])  # raises: only plain integers are int() == float()
+        v = self.vals[idx]
+        small = np.abs(v) < _EXACT
+        out = np.where(small, v, 0.0).astype(np.int64)
+        big = np.flatnonzero(~small)
+        if big.size == 0:
+            return out
+        # Beyond 2**53 the float64 is not the integer: read the digits again, all tokens at once. The
+        # window never passes the end of the buffer: a bodyID is followed by 300 more tokens.
+        buf = np.frombuffer(self.data, dtype=np.uint8)
+        cols = self.starts[idx[big]][:, None] + np.arange(_MAX_DIGITS + 1)
+        d = buf.take(cols, mode="clip") - np.uint8(48)  # digits 0..9, anything else wraps to >= 10
+        ndig = np.argmin(d < 10, axis=1)  # the first non-digit; 0 for a sign or 19+ digits
+        simple = ndig > 0  # the others (a sign, more than 18 digits: a few tokens at most) go to int()
+        pw = ndig[:, None] - 1 - np.arange(_MAX_DIGITS + 1)
+        exact = (np.where(pw >= 0, d, 0) * _P10[np.maximum(pw, 0)]).sum(axis=1)
+        if simple.all():
+            out[big] = exact
+            return out
+        res = out.astype(object)
+        for j, b in enumerate(big.tolist()):
+            res[b] = int(exact[j]) if simple[j] else int(self.token(int(idx[b])))
+        return res
+
+
+_scratch = threading.local()
+_SCRATCH_MAX = 1 << 22  # files up to 4 MiB reuse this thread's buffers; larger ones get their own
+
+
+def _token_buffers(nbytes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Output buffers for ``tokenize``, reused from file to file: fresh memory costs a page fault per
+    4 KiB (as much time as parsing those bytes), which would double the time of a file."""
+    cap = nbytes // 2 + 1  # what tokenize needs
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is not None and len(bufs[2]) >= cap:
+        return bufs
+    if nbytes > _SCRATCH_MAX:
+        return np.empty(cap), np.empty(cap, np.int64), np.empty(cap, np.uint8)
+    cap = max(cap, 1 << 16, _SCRATCH_MAX // 2 + 1 if bufs is not None else 0)
+    bufs = (np.empty(cap), np.empty(cap, np.int64), np.empty(cap, np.uint8))
+    _scratch.bufs = bufs
+    return bufs
+
+
+def _read_file(path: Path) -> bytes | memoryview:
+    """The bytes of a file; with the C tokeniser, a view of this thread's reusable buffer (a fresh
+    bytes object per file costs a page fault per 4 KiB, a third of the time of a whole read)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if _ntu_fast is None or size >= _SCRATCH_MAX:
+            return f.read()
+        buf = getattr(_scratch, "file", None)
+        if buf is None or len(buf) <= size:
+            buf = _scratch.file = bytearray(max(size + 1, 1 << 20))
+        view = memoryview(buf)
+        n = 0
+        while n <= size and (k := f.readinto(view[n:size + 1])):
+            n += k
+        if n > size:  # the file grew while being read
+            return bytes(view[:n]) + f.read()
+        return view[:n]
+
+
+def _parse_c(data: bytes | memoryview, name: str, xyz_only: bool = False) -> NTUSkeleton | None:
+    """The C tokeniser's path; None where only ``float()`` reads a token (the numpy path then does).
+    ``xyz_only``: joints hold x, y, z only (for :func:`read_ntu`, a quarter of the copying)."""
+    vals, starts, kinds = _token_buffers(len(data))
+    n, bad, nonfinite = _ntu_fast.tokenize(data, vals, starts, kinds)
+    # Views of this thread's buffers: nothing below keeps one (fancy indexing copies).
+    tk = _CTokens(data, name, vals[:n], starts[:n], kinds[:n])
+    if bad >= 0:
+        try:
+            float(bytes(_TOKEN_END.match(data, bad).group()))
+            return None  # "1_0" and the like: valid for float(), not for the C parser
+        except ValueError:
+            pass
+    if n == 0:
+        raise DataError("empty file", file=name, record="line 1")
+    num_frames = tk.int_at(0, "the frame count")
+    # Every frame takes at least one token (its body count): a larger claim is a corrupt header,
+    # rejected before anything is allocated from it.
+    if num_frames < 0 or num_frames > n - 1:
+        raise DataError(f"header claims {num_frames} frames but the file holds only {n} tokens",
+                        file=name, record="line 1")
+    fpos: list[int] = []
+    nbs: list[int] = []
+    vm, km = memoryview(tk.vals), memoryview(tk.kinds)  # Python scalars without numpy's boxing
+    pos = 1
+    try:
+        for t in range(num_frames):
+            if pos < n and km[pos] == _K_INT and 0.0 <= (v := vm[pos]) < _EXACT:
+                nb = int(v)
+            else:
+                nb = tk.int_at(pos, "the body count", frame=t)
+            if nb < 0 or pos + 1 + nb * _BODY_LEN > n:
+                if nb < 0:
+                    raise tk.error(pos, f"negative body count {nb}", t)
+                raise tk.error(pos, f"frame claims {nb} bodies but the file ends before them "
+                                    f"(truncated file or corrupt count)", t)
+            fpos.append(pos)
+            nbs.append(nb)
+            pos += 1 + nb * _BODY_LEN
+    except DataError:
+        _body_positions(tk, fpos, nbs)  # a bad joint count in an earlier frame is reported first
+        raise
+    bpos, body_frame, body_slot = _body_positions(tk, fpos, nbs)
+    if pos != n:
+        raise tk.error(pos, f"{n - pos} unexpected tokens after the last frame "
+                            f"(frame or body count too small?)")
+    skel = NTUSkeleton(name=name, num_frames=num_frames, bodies_per_frame=np.asarray(nbs, dtype=np.int64))
+    if not len(bpos):
+        return skel
+    ids = tk.exact_ints(bpos, "bodyID")
+    if bad >= 0 or nonfinite:  # only then: these index arrays are as large as the file
+        fidx = bpos[:, None] + np.arange(1, len(BODY_FIELDS))
+        jidx = bpos[:, None] + (len(BODY_FIELDS) + 1) + np.arange(_JOINT_BLOCK)
+    if bad >= 0:  # the first non-number among the body fields, then among the joints
+        for idx in (fidx, jidx):
+            hit = np.flatnonzero(tk.kinds[idx.reshape(-1)] == _K_BAD)
+            if hit.size:
+                k = int(idx.reshape(-1)[hit[0]])
+                raise tk.error(k, f"not a number: {tk.token(k)[:40]!r}")
+    if nonfinite:
+        ok = (tk.kinds[fidx] != _K_NONFINITE).all(1) & (tk.kinds[jidx] != _K_NONFINITE).all(1)
+        if not ok.all():
+            b = int(np.flatnonzero(~ok)[0])
+            raise tk.error(int(bpos[b]), "NaN or infinite value in this body", int(body_frame[b]))
+    # Rows of the token values starting at each position (no copy): a body's fields and joints are
+    # one fancy index each, copied once, straight into the body they belong to.
+    field_rows = np.lib.stride_tricks.sliding_window_view(tk.vals, len(BODY_FIELDS) - 1)
+    if xyz_only:  # row r: the (25, 3) x, y, z of a joint block starting at token r
+        joint_rows = np.lib.stride_tricks.as_strided(tk.vals, (n - _JOINT_BLOCK + 1, NUM_JOINTS, 3),
+                                                     (8, 8 * len(JOINT_FIELDS), 8), writeable=False)
+    else:
+        joint_rows = np.lib.stride_tricks.sliding_window_view(tk.vals, _JOINT_BLOCK)
+    uniq, first, inverse = np.unique(ids.astype(str) if ids.dtype == object else ids,
+                                     return_index=True, return_inverse=True)
+    for u in np.argsort(first, kind="stable"):
+        sel = np.flatnonzero(inverse == u)
+        rows = bpos[sel]
+        skel.bodies.append(NTUBody(
+            body_id=int(ids[first[u]]), frames=body_frame[sel], slots=body_slot[sel],
+            fields=field_rows[rows + 1],
+            joints=joint_rows[rows + len(BODY_FIELDS) + 1].reshape(len(sel), NUM_JOINTS, -1)))
+    return skel
+
+
+def _body_positions(tk: _CTokens, fpos: list[int], nbs: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token position, frame and slot of every body of the frames walked; raises on the first body
+    whose joint count is not 25 (checked for all bodies at once)."""
+    counts = np.asarray(nbs, dtype=np.int64)
+    frame = np.repeat(np.arange(len(counts)), counts)
+    slot = np.arange(len(frame)) - np.repeat(np.cumsum(counts) - counts, counts)
+    bpos = np.repeat(np.asarray(fpos, dtype=np.int64) + 1, counts) + slot * _BODY_LEN
+    jc = bpos + len(BODY_FIELDS)
+    bad = np.flatnonzero((tk.kinds[jc] != _K_INT) | (tk.vals[jc] != NUM_JOINTS))
+    if bad.size:
+        b = int(bad[0])
+        nj = tk.int_at(int(jc[b]), "the joint count", frame=int(frame[b]))
+        raise tk.error(int(jc[b]), f"body {int(slot[b])} has {nj} joints, expected {NUM_JOINTS}", int(frame[b]))
+    return bpos, frame, slot
+
+
 def read_ntu_skeleton(path: str | Path) -> NTUSkeleton:
     """Read a ``.skeleton`` file with every body and all 12 fields of all 25 joints."""
+    return _load(path)
+
+
+def _load(path: str | Path, xyz_only: bool = False) -> NTUSkeleton:
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = _read_file(path)
     except OSError as exc:
         raise DataError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from None
-    skel = parse_ntu_skeleton(data, name=str(path))
+    skel = _parse_c(data, str(path), xyz_only) if _ntu_fast is not None else None
+    if skel is None:
+        skel = parse_ntu_skeleton(data, name=str(path))
     skel.name = path.name.split(".")[0]
     return skel
 
@@ -391,7 +624,7 @@ def skeleton_to_sample(skel: NTUSkeleton, max_bodies: int = 2, body_selection: s
 def read_ntu(path: str | Path, max_bodies: int = 2, body_selection: str = "official",
              label: int | None = None) -> Sample:
     """Read one ``.skeleton`` file as a :class:`Sample` (x, y, z in metres; label = action - 1)."""
-    return skeleton_to_sample(read_ntu_skeleton(path), max_bodies=max_bodies,
+    return skeleton_to_sample(_load(path, xyz_only=True), max_bodies=max_bodies,
                               body_selection=body_selection, label=label)
 
 
