@@ -53,7 +53,17 @@ class STGCN(nn.Module):
     Module names follow the official implementation (``data_bn``, ``st_gcn_networks.{i}.gcn.conv``,
     ``.tcn.{0,2,3}``, ``.residual.{0,1}``, ``edge_importance.{i}``, ``fcn``, buffer ``A``) so that
     official checkpoints load key for key into the 10-block configuration.
+
+    Inference: in eval mode with gradients off (``torch.no_grad()`` / ``torch.inference_mode()``),
+    ``forward``, ``forward_features`` and ``extract_features`` run a folded, channels-last copy of the
+    network (:mod:`stgcn.models.fast`: batch norms folded into the convolutions, edge importance into
+    A, the graph step as one matmul over K·V) — the same function up to float rounding. The copy is
+    rebuilt whenever a parameter or buffer changes (optimizer step, ``load_state_dict``, ``.to()``).
+    Set ``model.fast_inference = False`` to always run the modules; with gradients enabled, in
+    training mode and while tracing/exporting they are always run.
     """
+
+    fast_inference: bool = True
 
     def __init__(self, config: STGCNConfig) -> None:
         super().__init__()
@@ -121,10 +131,32 @@ class STGCN(nn.Module):
             return [self.A] * len(self.st_gcn_networks)
         return [self.A * m for m in self.edge_importance]
 
+    # -- fast inference path ----------------------------------------------------------------------
+    def _fast_path(self):
+        """The folded inference copy when it applies (eval, no grad, not tracing), else None."""
+        if (self.training or not self.fast_inference or torch.is_grad_enabled() or torch.jit.is_scripting()
+                or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            return None
+        tensors = list(self.parameters()) + list(self.buffers())
+        try:
+            key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+        except RuntimeError:  # inference tensors have no version counter: rebuild every call
+            key = None
+        cached = self.__dict__.get("_fast_cache")
+        if cached is None or key is None or cached[0] != key:
+            from .fast import FastSTGCN
+
+            cached = (key, FastSTGCN(self).to(self.A.device))
+            self.__dict__["_fast_cache"] = cached  # a plain attribute: not a submodule, not in state_dict
+        return cached[1]
+
     # -- forward -------------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, T, V, M) → per-joint feature maps (N·M, C', T', V)."""
         self.check_input(x)
+        fast = self._fast_path()
+        if fast is not None:
+            return fast.forward_features(x)
         n, c, t, v, m = x.shape
         # (N, M, V, C, T) so that the input BN has one channel per (joint, coordinate): index v·C + c
         x = x.permute(0, 4, 3, 1, 2).reshape(n * m, v * c, t)
@@ -142,6 +174,10 @@ class STGCN(nn.Module):
         return self.fcn(pooled[:, :, None, None]).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fast = self._fast_path()
+        if fast is not None:
+            self.check_input(x)
+            return fast(x)
         return self.forward_head(self.forward_features(x), x.shape[4])
 
     def extract_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,6 +186,10 @@ class STGCN(nn.Module):
         The demo draws ``feature.norm(dim=1).mean(dim=1)`` — the activation magnitude of each joint —
         as the per-joint attention of the paper's figures.
         """
+        fast = self._fast_path()
+        if fast is not None:
+            self.check_input(x)
+            return fast.extract_features(x)
         m = x.shape[4]
         feat = self.forward_features(x)
         logits = self.forward_head(feat, m)

@@ -9,6 +9,23 @@ from torch import nn
 from .gcn import GraphConv, LocalGraphConv
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a cheaper mask: ``rand < p`` instead of ``bernoulli_`` (3-4× faster on CPU
+    here, where ``bernoulli_`` was ~7% of a training step). Same distribution — each element kept with
+    probability 1 - p and scaled by 1 / (1 - p) — but a different random stream than ``F.dropout``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p >= 1.0 or torch.jit.is_tracing() or torch.jit.is_scripting():
+            return super().forward(x)
+        keep = torch.rand_like(x) >= self.p  # bool mask: 1 byte per element kept for backward
+        scale = 1.0 / (1.0 - self.p)
+        if self.inplace:
+            return x.mul_(keep).mul_(scale)
+        return x * keep * scale
+
+
 class TemporalUnit(nn.Sequential):
     """BN → ReLU → Conv(Γ×1, stride) → BN → Dropout. Indices 0..4 match the official ``tcn``."""
 
@@ -21,7 +38,7 @@ class TemporalUnit(nn.Sequential):
             nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, (kernel_size, 1), (stride, 1), (pad, 0)),
             nn.BatchNorm2d(channels),
-            nn.Dropout(dropout, inplace=True),
+            Dropout(dropout, inplace=True),
         )
 
 
