@@ -1,0 +1,237 @@
+"""``stgcn bench model``: our ST-GCN vs a plain formulation of the official math, in one process.
+
+The plain model below is written from shared/reference/README.md (official block order, one
+``einsum('nkctv,kvw->nctw')`` per layer, ``nn.Dropout(inplace=True)``), gets the same weights and
+the same input. Measured, interleaved (plain, ours, plain, ours, ...):
+
+* forward: eval mode under ``torch.no_grad()`` (ours takes its folded fast path, see
+  stgcn.models.fast);
+* training step: forward in train mode, cross-entropy, backward, SGD (momentum 0.9, wd 1e-4) step.
+
+Reported per shape: samples/s of both and the ratio, peak memory (torch CPU allocator peak above the
+start level, replayed from profiler memory events; CUDA: ``max_memory_allocated``), the fraction of
+the float32 matmul peak (analytic FLOPs of the plain formulation from ``FlopCounterMode`` ÷ time,
+against a 2048³ sgemm measured in the same run) and the max abs difference of eval logits.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import emit, interleaved, machine_info, median, peak_alloc_bytes, sgemm_peak_gflops
+
+SHAPES = [  # (layout, N, T, M)
+    ("ntu-rgb+d", 8, 150, 2),
+    ("ntu-rgb+d", 16, 300, 2),
+    ("openpose", 8, 150, 2),
+    ("openpose", 16, 300, 2),
+]
+QUICK_SHAPES = [("ntu-rgb+d", 2, 16, 2), ("openpose", 2, 12, 1)]
+
+
+class PlainBlock(nn.Module):
+    def __init__(self, c_in, c_out, k, stride, residual, dropout):
+        super().__init__()
+        self.k = k
+
+        class _G(nn.Module):
+            pass
+
+        self.gcn = _G()
+        self.gcn.conv = nn.Conv2d(c_in, c_out * k, 1)
+        self.tcn = nn.Sequential(nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+                                 nn.Conv2d(c_out, c_out, (9, 1), (stride, 1), (4, 0)), nn.BatchNorm2d(c_out),
+                                 nn.Dropout(dropout, inplace=True))
+        if not residual:
+            self.res = "none"
+        elif c_in == c_out and stride == 1:
+            self.res = "identity"
+        else:
+            self.res = "conv"
+            self.residual = nn.Sequential(nn.Conv2d(c_in, c_out, 1, (stride, 1)), nn.BatchNorm2d(c_out))
+
+    def forward(self, x, A):
+        res = 0 if self.res == "none" else (x if self.res == "identity" else self.residual(x))
+        y = self.gcn.conv(x)
+        n, kc, t, v = y.shape
+        y = torch.einsum("nkctv,kvw->nctw", y.view(n, self.k, kc // self.k, t, v), A)
+        return F.relu(self.tcn(y) + res)
+
+
+class PlainSTGCN(nn.Module):
+    """The official ST-GCN (net/st_gcn.py) math written plainly; same parameter names as ours."""
+
+    def __init__(self, ours: nn.Module) -> None:
+        super().__init__()
+        cfg = ours.cfg
+        v, c = ours.layout.num_joints, cfg.in_channels
+        self.register_buffer("A", ours.A.clone())
+        k = self.A.shape[0]
+        self.data_bn = nn.BatchNorm1d(v * c)
+        blocks, c_in = [], c
+        for i, (c_out, s) in enumerate(zip(cfg.channels, cfg.strides, strict=True)):
+            blocks.append(PlainBlock(c_in, c_out, k, s, cfg.first_residual if i == 0 else True,
+                                     cfg.dropout if (i > 0 or cfg.first_dropout) else 0.0))
+            c_in = c_out
+        self.st_gcn_networks = nn.ModuleList(blocks)
+        self.edge_importance = nn.ParameterList([nn.Parameter(torch.ones_like(self.A)) for _ in blocks])
+        self.fcn = nn.Conv2d(c_in, cfg.num_classes, 1)
+        self.load_state_dict(ours.state_dict())
+
+    def forward(self, x):
+        n, c, t, v, m = x.shape
+        x = self.data_bn(x.permute(0, 4, 3, 1, 2).reshape(n * m, v * c, t))
+        x = x.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)
+        for blk, imp in zip(self.st_gcn_networks, self.edge_importance, strict=True):
+            x = blk(x, self.A * imp)
+        x = F.avg_pool2d(x, x.shape[2:]).view(n, m, -1, 1, 1).mean(dim=1)
+        return self.fcn(x).flatten(1)
+
+
+def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
+    """Non-trivial running statistics so that eval exercises the BN folding."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.running_mean.copy_(torch.randn(mod.running_mean.shape, generator=g) * 0.1)
+                mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
+
+
+def _flops(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        fn()
+    return fc.get_total_flops()
+
+
+def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_classes=60) -> dict:
+    from ..models import create_model
+
+    torch.manual_seed(0)
+    ours = create_model("stgcn-official", layout=layout, num_classes=num_classes).to(device)
+    _randomize_bn(ours)
+    plain = PlainSTGCN(ours).to(device)
+    v = ours.layout.num_joints
+    x = torch.randn(n, 3, t, v, m, device=device)
+    y = torch.randint(0, num_classes, (n,), device=device)
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda:
+        ours = ours.to(memory_format=torch.channels_last)
+    run_ours = torch.compile(ours) if compile_ else ours
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.float16, enabled=amp and cuda)
+
+    # -- exactness: eval logits of both on the same weights and input --------------------------
+    ours.eval()
+    plain.eval()
+    with torch.no_grad():
+        diff = float((ours(x) - plain(x)).abs().max())
+        scale = float(plain(x).abs().max())
+
+    def fwd(model):
+        def f():
+            with torch.no_grad(), autocast():
+                return model(x)
+        return f
+
+    def make_step(model):
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+
+        def f():
+            with autocast():
+                loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return f
+
+    out = {"layout": layout, "shape": [n, 3, t, v, m], "logits_max_abs_diff": diff, "logits_max_abs": scale}
+    flops_fwd = _flops(lambda: plain(x))
+    for mode in ("forward", "train_step"):
+        if mode == "forward":
+            ours.eval()
+            plain.eval()
+            fns = {"plain": fwd(plain), "ours": fwd(run_ours)}
+            flops = flops_fwd
+        else:
+            ours.train()
+            plain.train()
+            fns = {"plain": make_step(plain), "ours": make_step(run_ours)}
+            flops = _flops(fns["plain"])
+        mem = {}
+        for k, f in fns.items():
+            f()  # warm-up (and compile)
+            if cuda:
+                sync()
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+                f()
+                sync()
+                mem[k] = torch.cuda.max_memory_allocated() - base
+            else:
+                mem[k] = peak_alloc_bytes(f)
+        times = interleaved(fns, repeats, warmup=0, sync=sync)
+        res = {}
+        for k, ts in times.items():
+            sec = median(ts)
+            res[k] = {"samples_per_s": n / sec, "median_s": sec, "times_s": ts, "peak_mem_mb": mem[k] / 2 ** 20,
+                      "gflops": flops / sec / 1e9, "fraction_of_peak": flops / sec / 1e9 / peak}
+        res["ratio"] = res["ours"]["samples_per_s"] / res["plain"]["samples_per_s"]
+        res["analytic_gflop"] = flops / 1e9
+        out[mode] = res
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per model (default 5, 3 at T=300)")
+    p.add_argument("--quick", action="store_true", help="tiny shapes (smoke test)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (AMP fp16 + channels-last on cuda)")
+    p.add_argument("--compile", action="store_true", help="torch.compile our model (CUDA; slow to compile on CPU)")
+    p.add_argument("--no-amp", action="store_true", help="no autocast on cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, 1 with --quick)")
+    p.add_argument("--shapes", default=None, help="subset, e.g. 'ntu-rgb+d:8:150:2,openpose:16:300:2'")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda requested but CUDA is not available")
+    if args.threads or args.quick:
+        torch.set_num_threads(args.threads or 1)
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shapes:
+        shapes = [(s.split(":")[0], *map(int, s.split(":")[1:])) for s in args.shapes.split(",")]
+    peak = sgemm_peak_gflops(256 if args.quick else 2048, device=args.device)
+    result = {"machine": machine_info(), "device": args.device, "sgemm_peak_gflops": peak,
+              "memory": "torch CPU allocator peak above start (profiler memory events)"
+              if args.device == "cpu" else "torch.cuda.max_memory_allocated above start",
+              "flops": "FlopCounterMode on the plain formulation (same math for both)", "shapes": []}
+    lines = [f"sgemm peak {peak:.1f} GFLOP/s; threads {torch.get_num_threads()}; "
+             f"load {result['machine']['load_avg_1m']}"]
+    for layout, n, t, m in shapes:
+        reps = args.repeats or (1 if args.quick else (3 if t >= 300 else 5))
+        r = bench_shape(layout, n, t, m, repeats=reps, device=args.device, amp=not args.no_amp,
+                        compile_=args.compile, peak=peak)
+        r["repeats"] = reps
+        result["shapes"].append(r)
+        lines.append(f"{layout} N={n} T={t} M={m}: eval logits max abs diff {r['logits_max_abs_diff']:.2e} "
+                     f"(|logits| ≤ {r['logits_max_abs']:.2f}), {reps} interleaved repeats, medians")
+        for mode in ("forward", "train_step"):
+            d = r[mode]
+            pl, us = d["plain"], d["ours"]
+            lines.append(f"  {mode:10s} plain {pl['samples_per_s']:7.2f}/s ours {us['samples_per_s']:7.2f}/s "
+                         f"ratio {d['ratio']:.2f}x | peak mem plain {d['plain']['peak_mem_mb']:.0f} MB ours "
+                         f"{d['ours']['peak_mem_mb']:.0f} MB | of matmul peak plain "
+                         f"{100 * d['plain']['fraction_of_peak']:.0f}% ours {100 * d['ours']['fraction_of_peak']:.0f}%")
+    emit(result, args.json, lines)
+    return 0

@@ -1,0 +1,106 @@
+"""``stgcn bench stream``: latency of one prediction for a live window (1 person, T=64) through
+
+* ``torch_eager``: the model's own modules (``model.fast_inference = False``) under ``no_grad``;
+* ``torch_fast``: the default eval path (folded, channels-last; stgcn.models.fast) under
+  ``inference_mode``;
+* ``ort``: ONNX Runtime on the exported plain graph (``torch.onnx.export(dynamo=False, opset 17)``,
+  dynamic N and T), and ``ort_folded``: ONNX Runtime on the exported folded model,
+
+interleaved, reported as ms per prediction (median and p90), with max abs logit differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import warnings
+
+import numpy as np
+import torch
+
+from .common import emit, interleaved, machine_info, median, quantile
+
+CASES = [("kinect-v1", 64), ("openpose", 64)]
+
+
+def _export(model: torch.nn.Module, example: torch.Tensor, path: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), path, dynamo=False, opset_version=17, input_names=["skeleton"],
+                          output_names=["logits"],
+                          dynamic_axes={"skeleton": {0: "batch", 2: "frames"}, "logits": {0: "batch"}})
+
+
+def bench_case(layout: str, frames: int, repeats: int, num_classes: int = 60) -> dict:
+    from ..models import create_model
+    from ..models.fast import optimize_for_inference
+
+    torch.manual_seed(0)
+    model = create_model("stgcn-official", layout=layout, num_classes=num_classes).eval()
+    v = model.layout.num_joints
+    x = torch.randn(1, 3, frames, v, 1)
+
+    def eager():
+        model.fast_inference = False
+        try:
+            with torch.no_grad():
+                return model(x)
+        finally:
+            model.fast_inference = True
+
+    def fast():
+        with torch.inference_mode():
+            return model(x)
+
+    fns = {"torch_eager": eager, "torch_fast": fast}
+    ref = eager()
+    diffs = {"torch_fast": float((fast() - ref).abs().max())}
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        ort = None
+    tmpdir = tempfile.mkdtemp(prefix="stgcn-bench-")
+    if ort is not None:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.intra_op_num_threads = torch.get_num_threads()
+        xn = x.numpy()
+        for name, m in (("ort", model), ("ort_folded", optimize_for_inference(model))):
+            path = os.path.join(tmpdir, f"{name}.onnx")
+            _export(m, torch.randn(2, 3, 37, v, 1), path)  # another shape: the axes must be dynamic
+            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            fns[name] = (lambda s=sess: s.run(["logits"], {"skeleton": xn})[0])
+            diffs[name] = float(np.abs(fns[name]() - ref.numpy()).max())
+            os.unlink(path)
+    os.rmdir(tmpdir)
+    times = interleaved(fns, repeats, warmup=3)
+    res = {k: {"median_ms": 1e3 * median(ts), "p90_ms": 1e3 * quantile(ts, 0.9)} for k, ts in times.items()}
+    return {"layout": layout, "shape": [1, 3, frames, v, 1], "repeats": repeats, "paths": res,
+            "max_abs_diff_vs_eager": diffs, "onnxruntime": ort.__version__ if ort is not None else None}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--repeats", type=int, default=None, help="timed predictions per path (default 50)")
+    p.add_argument("--quick", action="store_true", help="short window and few repeats (smoke test)")
+    p.add_argument("--threads", type=int, default=None, help="torch/ORT threads (default: torch's)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repeats = args.repeats or (3 if args.quick else 50)
+    result = {"machine": machine_info(), "cases": []}
+    lines = [f"threads {torch.get_num_threads()}; load {result['machine']['load_avg_1m']}; {repeats} interleaved "
+             "predictions per path"]
+    for layout, frames in CASES:
+        r = bench_case(layout, 16 if args.quick else frames, repeats)
+        result["cases"].append(r)
+        lines.append(f"{layout} {tuple(r['shape'])}:")
+        for k, d in r["paths"].items():
+            diff = r["max_abs_diff_vs_eager"].get(k)
+            lines.append(f"  {k:12s} median {d['median_ms']:7.2f} ms  p90 {d['p90_ms']:7.2f} ms"
+                         + ("" if diff is None else f"  max abs diff vs eager {diff:.1e}"))
+    emit(result, args.json, lines)
+    return 0
