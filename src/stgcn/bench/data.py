@@ -6,8 +6,9 @@
 (b) Peak memory of ``prepare`` on N generated NTU-sized clips (2 persons, 25 joints, 100-300
     frames), run in a fresh subprocess so that nothing else (torch) is counted; the main process
     and the loader workers are reported separately (``ru_maxrss``).
-(c) Data-loader throughput (SkeletonDataset + DataLoader, 2 workers, a typical NTU pipeline) vs
-    the training throughput of ``stgcn-official`` (one SGD step at batch 8, T = 150), same run.
+(c) Data-loader throughput (``stgcn.data.dataset``: SkeletonDataset, EpochBatchSampler, make_loader;
+    2 persistent workers, a typical NTU pipeline) vs the training throughput of ``stgcn-official``
+    (one SGD step at batch 8, T = 150), same run.
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ def bench_memory(n: int, workers: int, tmp: Path) -> dict:
 def bench_loader(args: argparse.Namespace, tmp: Path) -> dict:
     import torch
 
-    from ..data.dataset import SkeletonDataset, pad_collate
+    from ..data.dataset import EpochBatchSampler, SkeletonDataset, make_loader
     from ..data.prepare import prepare_source
     from ..data.transforms import build_pipeline
 
@@ -181,9 +182,13 @@ def bench_loader(args: argparse.Namespace, tmp: Path) -> dict:
     specs = [dict(s) for s in PIPELINE]
     specs[1]["clip_len"] = args.frames
     ds = SkeletonDataset(store_dir, transform=build_pipeline(specs, layout="ntu-rgb+d"), seed=0)
-    dl = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                                     collate_fn=pad_collate, persistent_workers=args.workers > 0,
-                                     drop_last=True)
+    # as in training: shuffled full batches, the epoch carried by the sampler to persistent workers
+    sampler = EpochBatchSampler(args.batch_size)
+    dl = make_loader(ds, sampler, args.workers, seed=0)
+    shuffle = np.random.default_rng(0)
+    full = len(ds) // args.batch_size * args.batch_size
+    epoch = 0
+    sampler.set_order(shuffle.permutation(len(ds))[:full], epoch)
     it = iter(dl)
     next(it)  # worker start-up is not throughput
     n = 0
@@ -192,6 +197,8 @@ def bench_loader(args: argparse.Namespace, tmp: Path) -> dict:
         try:
             x, _, _ = next(it)
         except StopIteration:
+            epoch += 1
+            sampler.set_order(shuffle.permutation(len(ds))[:full], epoch)
             it = iter(dl)
             continue
         n += 1

@@ -267,7 +267,8 @@ class PaperRandomMove(Transform):
 class RandomFragment(Transform):
     """Random fragment sampling (paper §3.7): in training a random contiguous fragment of
     ``length`` frames; with ``test_mode`` (or a clip no longer than ``length``) all frames. The
-    network's global pooling takes any length; ``pad_collate`` pads a batch to its longest clip."""
+    network's global pooling takes any length; ``pad_collate`` pads a batch to its longest clip
+    (by replaying the shorter clips)."""
 
     name = "random_fragment"
 

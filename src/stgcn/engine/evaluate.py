@@ -1,7 +1,8 @@
 """Evaluation: score a checkpoint on a split, with multi-clip averaging and class subsets.
 
 Also home of the data plumbing shared with training: opening a store (or converting a pyskl
-pickle), the per-sample dataset with seeded augmentation, and the batch collation.
+pickle) and building pipelines. The dataset, batch sampler and collation live in
+:mod:`stgcn.data.dataset`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import metrics as M
+from ..data.dataset import EVAL_EPOCH, EpochBatchSampler, SkeletonDataset, make_loader
 from ..errors import ConfigError, DataError
 
 
@@ -36,9 +38,6 @@ def enable_flush_denormal() -> None:
 
 
 enable_flush_denormal()
-
-# Seeds for evaluation clips live far from the epoch numbers used for training augmentation.
-_EVAL_TAG = 1_000_003
 
 
 # --------------------------------------------------------------------------- data plumbing
@@ -135,109 +134,6 @@ def with_test_clips(specs: Sequence[dict], clips: int) -> tuple[list[dict], int]
             spec["num_clips"] = int(clips)
             return specs, 1
     return specs, int(clips)
-
-
-class ClipDataset(torch.utils.data.Dataset):
-    """Samples of a store with a transform whose randomness depends only on (seed, epoch, index).
-
-    Items are addressed by ``(index, epoch)`` pairs (see :class:`EpochBatchSampler`), so that
-    augmentation is reproducible whatever the worker count and across a resume. With ``clips`` > 1
-    an item is a stack of ``clips`` transformed copies (evaluation-time augmentation).
-    """
-
-    def __init__(self, store, indices: np.ndarray, transform=None, *, seed: int = 0, clips: int = 1):
-        self.store = store
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.transform = transform
-        self.seed = int(seed)
-        self.clips = int(clips)
-        labels = np.asarray(store.labels)[self.indices] if len(self.indices) else np.zeros(0, np.int64)
-        self.labels = labels.astype(np.int64)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def _one(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if self.transform is not None:
-            x = self.transform(x, rng)
-        return np.ascontiguousarray(x, dtype=np.float32)
-
-    def __getitem__(self, item):
-        pos, epoch = item if isinstance(item, tuple) else (item, _EVAL_TAG)
-        idx = int(self.indices[pos])
-        raw = self.store.get(idx)  # a fresh float32 copy
-        if self.clips == 1:
-            x = self._one(raw, np.random.default_rng([self.seed, int(epoch), idx]))
-        else:
-            xs = [self._one(raw.copy(), np.random.default_rng([self.seed, int(epoch), c, idx]))
-                  for c in range(self.clips)]
-            x = _stack_padded(xs, axis=1)
-        return x, int(self.labels[pos]), int(pos)
-
-
-def _loop_pad(x: np.ndarray, t: int, axis: int) -> np.ndarray:
-    """Pad ``x`` along ``axis`` to length ``t`` by replaying it (as the official feeder does)."""
-    n = x.shape[axis]
-    if n == t:
-        return x
-    reps = -(-t // n)
-    return np.take(np.concatenate([x] * reps, axis=axis), np.arange(t), axis=axis)
-
-
-def _stack_padded(xs: list[np.ndarray], axis: int) -> np.ndarray:
-    t = max(x.shape[axis] for x in xs)
-    return np.stack([_loop_pad(x, t, axis) for x in xs])
-
-
-def collate(batch):
-    """Stack a batch; clips of different length (all-frames evaluation) are loop-padded."""
-    xs, labels, pos = zip(*batch, strict=True)
-    t_axis = xs[0].ndim - 3  # (C, T, V, M) or (clips, C, T, V, M)
-    x = np.stack(xs) if all(x.shape == xs[0].shape for x in xs) else _stack_padded(list(xs), axis=t_axis)
-    return torch.from_numpy(x), torch.tensor(labels, dtype=torch.int64), torch.tensor(pos, dtype=torch.int64)
-
-
-class EpochBatchSampler(torch.utils.data.Sampler):
-    """Batches of ``(position, epoch)`` items from an order set per epoch.
-
-    The order is set in the main process before each epoch (``set_order``), so persistent workers
-    need no notification; ``skip`` batches are left out when resuming mid-epoch.
-    """
-
-    def __init__(self, batch_size: int):
-        self.batch_size = int(batch_size)
-        self.order: list[int] = []
-        self.epoch = 0
-        self.skip = 0
-
-    def set_order(self, order: Sequence[int], epoch: int, skip: int = 0) -> None:
-        self.order = [int(i) for i in order]
-        self.epoch = int(epoch)
-        self.skip = int(skip)
-
-    def num_batches(self) -> int:
-        return -(-len(self.order) // self.batch_size)
-
-    def __len__(self) -> int:
-        return max(0, self.num_batches() - self.skip)
-
-    def __iter__(self):
-        b = self.batch_size
-        for j in range(self.skip, self.num_batches()):
-            yield [(i, self.epoch) for i in self.order[j * b:(j + 1) * b]]
-
-
-def make_loader(dataset: ClipDataset, batch_sampler: EpochBatchSampler, num_workers: int, seed: int,
-                persistent: bool = True) -> torch.utils.data.DataLoader:
-    # A private generator: the loader's base seed must not consume the global torch RNG, which
-    # drives dropout and has to replay identically after a resume.
-    gen = torch.Generator()
-    gen.manual_seed(int(seed))
-    return torch.utils.data.DataLoader(
-        dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate,
-        persistent_workers=persistent and num_workers > 0, generator=gen,
-        pin_memory=torch.cuda.is_available(),
-    )
 
 
 @torch.inference_mode()
@@ -380,10 +276,10 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str,
     n_clips = int(clips or dmeta.get("test_clips", 1))
     specs, ds_clips = with_test_clips(dmeta.get("test_pipeline", []), n_clips)
     transform = build_transform(specs, layout, getattr(store, "channels", None))
-    ds = ClipDataset(store, idx, transform, seed=int(dmeta.get("seed", 0)), clips=ds_clips)
+    ds = SkeletonDataset(store, idx, transform, seed=int(dmeta.get("seed", 0)), clips=ds_clips)
     ds.labels = labels_all
     sampler = EpochBatchSampler(batch_size)
-    sampler.set_order(range(len(ds)), _EVAL_TAG)
+    sampler.set_order(range(len(ds)), EVAL_EPOCH)
     loader = make_loader(ds, sampler, num_workers, seed=0, persistent=False)
     scores = predict_scores(model, loader, dev, amp=True, progress=progress)
     labels = labels_all

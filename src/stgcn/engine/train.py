@@ -28,15 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.dataset import EVAL_EPOCH, EpochBatchSampler, SkeletonDataset, make_loader
 from ..errors import ConfigError, DataError, StgcnError
 from . import distributed as D
 from .config import RunConfig, dump_yaml, from_dict
 from .evaluate import (
-    ClipDataset,
-    EpochBatchSampler,
     build_transform,
     enable_flush_denormal,
-    make_loader,
     open_data,
     predict_scores,
     resolve_pipeline,
@@ -311,8 +309,8 @@ def _train(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
     clip_specs, ds_clips = with_test_clips(test_specs, cfg.data.test_clips)
     test_tf = build_transform(clip_specs, layout_name, channels)
     seed = cfg.train.seed
-    train_ds = ClipDataset(store, tr_idx, train_tf, seed=seed)
-    val_ds = ClipDataset(store, va_idx, test_tf, seed=seed, clips=ds_clips)
+    train_ds = SkeletonDataset(store, tr_idx, train_tf, seed=seed)
+    val_ds = SkeletonDataset(store, va_idx, test_tf, seed=seed, clips=ds_clips)
     in_channels = int(val_ds[0][0].shape[-4])
 
     # ---- model
@@ -391,7 +389,7 @@ def _train(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
     bs = EpochBatchSampler(per_rank)
     loader = make_loader(train_ds, bs, cfg.data.num_workers, seed=seed)
     val_bs = EpochBatchSampler(max(1, per_rank))
-    val_bs.set_order(range(len(val_ds)), 1_000_003)
+    val_bs.set_order(range(len(val_ds)), EVAL_EPOCH)
     val_loader = make_loader(val_ds, val_bs, cfg.data.num_workers, seed=seed)
     loss_fn_kw = {"label_smoothing": cfg.train.label_smoothing}
     progress = cfg.train.progress and info.is_main
