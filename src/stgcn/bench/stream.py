@@ -21,7 +21,14 @@ import torch
 
 from .common import emit, interleaved, machine_info, median, quantile
 
-CASES = [("kinect-v1", 64), ("openpose", 64)]
+# (label, model name, model kwargs, layout, frames): the model `make demo` trains (the `small` recipe's
+# half-width ST-GCN on the Kinect v1 layout) and the full-width official network on both layouts.
+SMALL_CHANNELS = [32, 32, 32, 64, 64, 64, 128, 128, 128]
+CASES = [
+    ("demo model (small recipe)", "stgcn", {"channels": SMALL_CHANNELS}, "kinect-v1", 64),
+    ("stgcn-official", "stgcn-official", {}, "kinect-v1", 64),
+    ("stgcn-official", "stgcn-official", {}, "openpose", 64),
+]
 
 
 def _export(model: torch.nn.Module, example: torch.Tensor, path: str) -> None:
@@ -32,12 +39,13 @@ def _export(model: torch.nn.Module, example: torch.Tensor, path: str) -> None:
                           dynamic_axes={"skeleton": {0: "batch", 2: "frames"}, "logits": {0: "batch"}})
 
 
-def bench_case(layout: str, frames: int, repeats: int, num_classes: int = 60) -> dict:
+def bench_case(layout: str, frames: int, repeats: int, num_classes: int = 60, model_name: str = "stgcn-official",
+               model_kwargs: dict | None = None, label: str | None = None) -> dict:
     from ..models import create_model
     from ..models.fast import optimize_for_inference
 
     torch.manual_seed(0)
-    model = create_model("stgcn-official", layout=layout, num_classes=num_classes).eval()
+    model = create_model(model_name, layout=layout, num_classes=num_classes, **(model_kwargs or {})).eval()
     v = model.layout.num_joints
     x = torch.randn(1, 3, frames, v, 1)
 
@@ -76,7 +84,8 @@ def bench_case(layout: str, frames: int, repeats: int, num_classes: int = 60) ->
     os.rmdir(tmpdir)
     times = interleaved(fns, repeats, warmup=3)
     res = {k: {"median_ms": 1e3 * median(ts), "p90_ms": 1e3 * quantile(ts, 0.9)} for k, ts in times.items()}
-    return {"layout": layout, "shape": [1, 3, frames, v, 1], "repeats": repeats, "paths": res,
+    return {"label": label or model_name, "model": model_name, "layout": layout,
+            "shape": [1, 3, frames, v, 1], "repeats": repeats, "paths": res,
             "max_abs_diff_vs_eager": diffs, "onnxruntime": ort.__version__ if ort is not None else None}
 
 
@@ -94,10 +103,11 @@ def run(args: argparse.Namespace) -> int:
     result = {"machine": machine_info(), "cases": []}
     lines = [f"threads {torch.get_num_threads()}; load {result['machine']['load_avg_1m']}; {repeats} interleaved "
              "predictions per path"]
-    for layout, frames in CASES:
-        r = bench_case(layout, 16 if args.quick else frames, repeats)
+    for label, name, kwargs, layout, frames in CASES:
+        r = bench_case(layout, 16 if args.quick else frames, repeats, model_name=name, model_kwargs=kwargs,
+                       label=label)
         result["cases"].append(r)
-        lines.append(f"{layout} {tuple(r['shape'])}:")
+        lines.append(f"{label}, {layout} {tuple(r['shape'])}:")
         for k, d in r["paths"].items():
             diff = r["max_abs_diff_vs_eager"].get(k)
             lines.append(f"  {k:12s} median {d['median_ms']:7.2f} ms  p90 {d['p90_ms']:7.2f} ms"
