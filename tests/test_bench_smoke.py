@@ -33,7 +33,7 @@ def test_bench_model_quick_json(capsys):
 
 def test_bench_stream_quick_json(capsys):
     r = _run_json(capsys, ["bench", "stream", "--quick", "--json", "--threads", "1"])
-    assert len(r["cases"]) == 2
+    assert len(r["cases"]) == 3  # the demo model and the official network on two layouts
     for c in r["cases"]:
         assert {"torch_eager", "torch_fast"} <= set(c["paths"])
         for d in c["paths"].values():
