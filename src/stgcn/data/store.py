@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .npyfile import load_npy
 
 FORMAT_NAME = "stgcn-store"
 FORMAT_VERSION = 1
@@ -51,8 +52,10 @@ class SkeletonStore:
             self.meta: dict = json.loads((self.path / "meta.json").read_text())
             self.names: list[str] = json.loads((self.path / "names.json").read_text())
             splits = json.loads((self.path / "splits.json").read_text())
-            self.offsets: np.ndarray = np.load(self.path / "offsets.npy")
-            self.labels: np.ndarray = np.load(self.path / "labels.npy")
+            # headers checked before loading: damaged bytes or a claimed size the file does not hold
+            # give ValueError here, not a tokenizer error or a huge allocation
+            self.offsets: np.ndarray = load_npy(self.path / "offsets.npy")
+            self.labels: np.ndarray = load_npy(self.path / "labels.npy")
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read the store's index files: {exc}", file=str(self.path)) from exc
         if self.meta.get("format") != FORMAT_NAME or self.meta.get("version") != FORMAT_VERSION:
@@ -81,7 +84,7 @@ class SkeletonStore:
         """The raw frame array (total_frames, M, V, C), memory-mapped read-only."""
         if self._data is None:
             try:
-                self._data = np.load(self.path / "data.npy", mmap_mode="r")
+                self._data = load_npy(self.path / "data.npy", mmap_mode="r")
             except (OSError, ValueError) as exc:
                 raise DataError(f"cannot map data.npy: {exc}", file=str(self.path)) from exc
             if self._data.shape[0] != int(self.offsets[-1]):

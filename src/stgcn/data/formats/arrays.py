@@ -10,11 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import DataError
+from ..npyfile import load_npy, load_npz_member
 from ..sample import Sample
 
 _TRUE = {"1", "true", "yes", "y", "t"}
@@ -51,7 +53,8 @@ def array_to_sample(arr, name: str, file: str, label: int | None = None, layout:
 def read_npy(path: str | Path, *, label: int | None = None, layout: str | None = None) -> Sample:
     path = Path(path)
     try:
-        arr = np.load(path, allow_pickle=False)
+        # The header is checked against the file's size before numpy allocates what it claims.
+        arr = load_npy(path)
     except OSError as exc:
         raise DataError(f"cannot read file: {exc}", file=str(path)) from None
     except ValueError as exc:
@@ -64,6 +67,10 @@ def read_npz(path: str | Path, key: str | None = None, *, label: int | None = No
     """The array ``key`` (default: the first) of an ``.npz`` archive."""
     path = Path(path)
     try:
+        with open(path, "rb") as f:
+            if f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX:
+                # np.load would read it as one .npy array, allocating what its header claims
+                raise ValueError("this is a .npy file, not an .npz archive")
         with np.load(path, allow_pickle=False) as z:
             keys = list(z.keys())
             if not keys:
@@ -71,8 +78,13 @@ def read_npz(path: str | Path, key: str | None = None, *, label: int | None = No
             k = keys[0] if key is None else key
             if k not in keys:
                 raise DataError(f"no array named {k!r} (available: {keys[:10]})", file=str(path))
-            arr = z[k]
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+            # as NpzFile.__getitem__ does, but each member's header is checked against its size first
+            member = k if k in z.zip.namelist() else f"{k}.npy"
+            with z.zip.open(member) as f:
+                is_npy = f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX
+            # a member that is not .npy: NpzFile gives its raw bytes, which array_to_sample refuses
+            arr = load_npz_member(z.zip, member) if is_npy else b""
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, RuntimeError, zlib.error) as exc:
         raise DataError(f"not a readable .npz archive: {exc}", file=str(path)) from None
     return array_to_sample(arr, k, str(path), label, layout)
 

@@ -15,7 +15,8 @@ from ...errors import DataError
 from ..sample import Sample
 
 NUM_JOINTS = 18
-MAX_FRAMES = 100_000  # bound on frame_index before allocating (Kinetics clips are <= 300 frames)
+MAX_FRAMES = 100_000  # default bound on frame_index before allocating (Kinetics clips are <= 300 frames)
+MAX_PEOPLE = 100  # default bound on the people listed in one frame
 
 
 def _load_json(path: Path):
@@ -31,24 +32,46 @@ def _load_json(path: Path):
         raise DataError(f"not valid JSON: {exc}", file=str(path)) from None
 
 
-def _select(kp: np.ndarray, score: np.ndarray, max_persons: int, mode: str, file: str):
-    """Keep ``max_persons`` of the slots in (P, T, V, ...) arrays.
+def _slot_order(rows: dict[int, list], num_p: int, num_t: int, max_persons: int, mode: str, file: str):
+    """Which person slots to keep, computed from the people the file lists (``rows``: frame ->
+    [(pose, score)] by slot), never from a (P, T, ...) array: that would be sized by numbers in the
+    file. Returns ``order(t) -> [slot, ...]`` (at most ``max_persons`` slots, -1 = an empty slot).
 
     ``clip``: the people with the highest mean confidence over the clip keep their identity (slot)
     for the whole clip. ``frame`` (official feeder): at each frame the slots are re-ranked by summed
-    score, so a slot may switch person between frames.
+    score, so a slot may switch person between frames. Slots no frame fills have score 0.
     """
-    if mode == "frame":
-        order = np.argsort(-score.sum(axis=2), axis=0, kind="stable")[:max_persons]  # (M, T)
-        t = np.arange(kp.shape[1])[None, :]
-        return kp[order, t], score[order, t]
+    if mode not in ("clip", "frame"):
+        raise DataError(f"unknown person_selection {mode!r}; expected 'clip' or 'frame'", file=file)
+    if num_p <= max_persons:
+        ident = list(range(num_p))
+        return lambda t: ident
     if mode == "clip":
-        detected = (score > 0).any(axis=2)  # (P, T)
-        frames = np.maximum(detected.sum(axis=1), 1)
-        mean = score.sum(axis=(1, 2)) / frames
-        order = np.argsort(-mean, kind="stable")[:max_persons]
-        return kp[order], score[order]
-    raise DataError(f"unknown person_selection {mode!r}; expected 'clip' or 'frame'", file=file)
+        # One slot's (T, V) scores at a time, summed as a (P, T, V) array would be (the same float32
+        # rounding, so ties break as they always did): memory T x V, not P x T x V.
+        total = np.zeros(num_p, dtype=np.float32)
+        detected = np.zeros(num_p, dtype=np.int64)
+        buf = np.zeros((num_t, NUM_JOINTS), dtype=np.float32)
+        for m in range(num_p):
+            filled = [t for t, row in rows.items() if m < len(row)]
+            for t in filled:
+                buf[t] = rows[t][m][1]
+            total[m] = buf.sum()
+            detected[m] = int((buf[filled] > 0).any(axis=1).sum())
+            buf[filled] = 0
+        mean = total / np.maximum(detected, 1)
+        order = np.argsort(-mean, kind="stable")[:max_persons].tolist()
+        return lambda t: order
+    empty = list(range(max_persons))  # a frame with nobody: slots 0.. keep their (zero) place
+
+    def per_frame(t):
+        row = rows.get(t)
+        if not row:
+            return empty
+        # the frame's people, then enough empty (score 0) slots to fill max_persons places
+        sums = [float(sc.sum()) for _pose, sc in row] + [0.0] * min(max_persons, num_p - len(row))
+        return np.argsort(-np.asarray(sums, dtype=np.float32), kind="stable")[:max_persons].tolist()
+    return per_frame
 
 
 def pad_frames(kp: np.ndarray, score: np.ndarray | None, pad_to: int | None, mode: str, file: str = ""):
@@ -73,12 +96,19 @@ def pad_frames(kp: np.ndarray, score: np.ndarray | None, pad_to: int | None, mod
 
 def read_kinetics(path: str | Path, *, max_persons: int = 2, person_selection: str = "clip",
                   pad_to: int | None = None, pad_mode: str = "loop", label: int | None = None,
-                  class_names: list[str] | None = None) -> Sample:
+                  class_names: list[str] | None = None, max_frames: int = MAX_FRAMES,
+                  max_people: int = MAX_PEOPLE) -> Sample:
     """Read one Kinetics-skeleton clip JSON.
 
     ``label`` overrides the file's ``label_index``; with ``class_names`` the file's ``label`` must be
     one of them and its index is used. Frames are placed at ``frame_index`` (1-based; absent frames
     stay zero), so T = the largest frame index.
+
+    Limits (DataError naming the file and the frame when exceeded): ``frame_index`` at most
+    ``max_frames`` (default 100 000; Kinetics clips have 300), at most ``max_people`` people listed in
+    one frame (default 100). The people are validated and the ``max_persons`` kept before any
+    (M, T, ...) array exists, so memory is at most ``max_persons`` x T x 18 x 3 floats besides what the
+    file itself holds.
     """
     path = Path(path)
     file = str(path)
@@ -90,27 +120,30 @@ def read_kinetics(path: str | Path, *, max_persons: int = 2, person_selection: s
         raise DataError("'data' must be a list of frames", file=file, record="data")
     if max_persons < 1:
         raise DataError(f"max_persons must be >= 1, found {max_persons}", file=file)
-    # First pass: validate and find the sizes, so the arrays are allocated once.
-    num_t, num_p = 0, 0
+    # First pass: validate the frames and find T.
+    num_t = 0
     for i, fr in enumerate(frames):
         rec = f"data[{i}]"
         if not isinstance(fr, dict) or "frame_index" not in fr or "skeleton" not in fr:
             raise DataError("frame entry needs 'frame_index' and 'skeleton'", file=file, record=rec)
         fi = fr["frame_index"]
-        if isinstance(fi, bool) or not isinstance(fi, int) or not 1 <= fi <= MAX_FRAMES:
-            raise DataError(f"frame_index must be an integer in 1..{MAX_FRAMES}, found {fi!r}",
+        if isinstance(fi, bool) or not isinstance(fi, int) or not 1 <= fi <= max_frames:
+            raise DataError(f"frame_index must be an integer in 1..{max_frames}, found {fi!r}",
                             file=file, record=rec)
         if not isinstance(fr["skeleton"], list):
             raise DataError("'skeleton' must be a list of people", file=file, record=rec)
+        if len(fr["skeleton"]) > max_people:
+            raise DataError(f"{len(fr['skeleton'])} people in one frame, more than max_people={max_people}",
+                            file=file, record=rec)
         num_t = max(num_t, fi)
-        num_p = max(num_p, len(fr["skeleton"]))
     if num_t == 0:
         raise DataError("clip has no frame", file=file, record="data")
-    num_p = max(num_p, 1)
-    kp = np.zeros((num_p, num_t, NUM_JOINTS, 2), dtype=np.float32)
-    score = np.zeros((num_p, num_t, NUM_JOINTS), dtype=np.float32)
+    # Second pass: validate the people, kept per frame by slot (a later entry for the same
+    # frame_index replaces the slots it lists): memory in proportion to the file.
+    rows: dict[int, list] = {}
     for i, fr in enumerate(frames):
         t = fr["frame_index"] - 1
+        row = rows.setdefault(t, [])
         for m, person in enumerate(fr["skeleton"]):
             rec = f"data[{i}].skeleton[{m}] (frame_index {t + 1})"
             if not isinstance(person, dict) or "pose" not in person or "score" not in person:
@@ -125,12 +158,20 @@ def read_kinetics(path: str | Path, *, max_persons: int = 2, person_selection: s
                                 f"shapes {pose.shape} and {sc.shape}", file=file, record=rec)
             if not (np.isfinite(pose).all() and np.isfinite(sc).all()):
                 raise DataError("NaN or infinite value", file=file, record=rec)
-            kp[m, t] = pose.reshape(NUM_JOINTS, 2)
-            score[m, t] = sc
-    if num_p > max_persons:
-        kp, score = _select(kp, score, max_persons, person_selection, file)
-    elif person_selection not in ("clip", "frame"):
-        raise DataError(f"unknown person_selection {person_selection!r}; expected 'clip' or 'frame'", file=file)
+            cell = (pose.reshape(NUM_JOINTS, 2), sc)
+            if m < len(row):
+                row[m] = cell
+            else:
+                row.append(cell)
+    num_p = max(1, max((len(row) for row in rows.values()), default=0))
+    order = _slot_order(rows, num_p, num_t, max_persons, person_selection, file)
+    num_m = min(num_p, max_persons)
+    kp = np.zeros((num_m, num_t, NUM_JOINTS, 2), dtype=np.float32)
+    score = np.zeros((num_m, num_t, NUM_JOINTS), dtype=np.float32)
+    for t, row in rows.items():
+        for j, m in enumerate(order(t)):
+            if m < len(row):
+                kp[j, t], score[j, t] = row[m]
     kp, score = pad_frames(kp, score, pad_to, pad_mode, file)
 
     if label is None:

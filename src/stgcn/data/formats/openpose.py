@@ -23,7 +23,8 @@ from ..sample import Sample
 # BODY_25 keypoints 8 (mid-hip) and 19-24 (feet) have no COCO-18 counterpart and are dropped.
 BODY25_TO_COCO18 = np.array([0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18])
 _FRAME_RE = re.compile(r"_(\d+)_keypoints\.json$")
-MAX_FRAMES = 1_000_000
+MAX_FRAMES = 10_000  # default bound on the span of frame numbers (max_frames)
+MAX_PEOPLE = 100  # default bound on the people listed in one frame (max_people)
 
 
 def frame_files(folder: str | Path) -> list[tuple[int, Path]]:
@@ -48,16 +49,22 @@ def frame_files(folder: str | Path) -> list[tuple[int, Path]]:
 
 
 def read_openpose(folder: str | Path, *, to_coco18: bool = False, image_size: tuple[int, int] | None = None,
-                  max_persons: int | None = None, label: int | None = None, name: str | None = None) -> Sample:
+                  max_persons: int | None = None, label: int | None = None, name: str | None = None,
+                  max_frames: int = MAX_FRAMES, max_people: int = MAX_PEOPLE) -> Sample:
     """Read an OpenPose output folder as one clip (M = most people in a frame, in listed order).
 
     ``image_size = (width, height)`` normalises pixels to [0, 1]; ``to_coco18`` maps BODY_25 to the
     18-joint ``openpose`` layout; ``max_persons`` keeps the people with the highest mean score.
+
+    Limits (DataError naming the file when exceeded): the frame numbers may span at most
+    ``max_frames`` frames (default 10 000, 5.5 minutes at 30 fps) and a frame may list at most
+    ``max_people`` people (default 100). Nothing is sized by the frame numbers before both are
+    checked; the clip then takes M x T x V x 3 float32 values (M <= ``max_persons`` when given).
     """
     files = frame_files(folder)
     first = files[0][0]
-    if files[-1][0] - first + 1 > MAX_FRAMES:
-        raise DataError(f"frame numbers span more than {MAX_FRAMES} frames", file=str(files[-1][1]))
+    if files[-1][0] - first + 1 > max_frames:
+        raise DataError(f"frame numbers span more than {max_frames} frames (max_frames)", file=str(files[-1][1]))
     people_per_frame: list[list[np.ndarray]] = []
     num_kp: int | None = None
     for fidx, p in files:
@@ -69,6 +76,9 @@ def read_openpose(folder: str | Path, *, to_coco18: bool = False, image_size: tu
             raise DataError(f"not valid JSON: {exc}", file=str(p)) from None
         if not isinstance(doc, dict) or not isinstance(doc.get("people"), list):
             raise DataError("missing list 'people'", file=str(p), record=f"frame {fidx}")
+        if len(doc["people"]) > max_people:
+            raise DataError(f"{len(doc['people'])} people in one frame, more than max_people={max_people}",
+                            file=str(p), record=f"frame {fidx}")
         persons = []
         for k, person in enumerate(doc["people"]):
             rec = f"frame {fidx}, people[{k}]"
@@ -93,23 +103,44 @@ def read_openpose(folder: str | Path, *, to_coco18: bool = False, image_size: tu
     num_p = max(1, max(len(ps) for ps in people_per_frame))
     v = num_kp or 18
     t_total = files[-1][0] - first + 1
-    data = np.zeros((num_p, t_total, v, 3), dtype=np.float64)
-    for (fidx, _p), persons in zip(files, people_per_frame, strict=True):
-        if persons:
-            data[: len(persons), fidx - first] = np.stack(persons)
     layout = "body25" if v == 25 else "openpose"
+    joints = slice(None)
     if to_coco18 and v == 25:
-        data = data[:, :, BODY25_TO_COCO18]
+        joints = BODY25_TO_COCO18
         layout = "openpose"
-    xy, score = data[..., :2], data[..., 2]
+    scale = None
     if image_size is not None:
         w, h = image_size
         if w <= 0 or h <= 0:
             raise DataError(f"image_size must be positive, found {image_size}", file=str(folder))
-        xy = xy / np.array([w, h], dtype=np.float64)
+        scale = np.array([w, h], dtype=np.float64)
+    slots = list(range(num_p))
     if max_persons is not None and num_p > max_persons:
-        order = np.argsort(-score.mean(axis=(1, 2)), kind="stable")[:max_persons]
-        xy, score = xy[order], score[order]
+        # Ranked by mean score over the clip, one slot at a time through the same operations a
+        # (P, T, V, 3) float64 array went through (so the sums round, and ties break, as they always
+        # did), in 2 x T x V x 3 memory. Two slots, the second left empty: with one, numpy would sum
+        # a BODY25_TO_COCO18-indexed array in another order than with several.
+        buf = np.zeros((2, t_total, v, 3), dtype=np.float64)
+        mean = np.zeros(num_p, dtype=np.float64)
+        for m in slots:
+            filled = [(fidx - first, ps[m]) for (fidx, _p), ps in zip(files, people_per_frame, strict=True)
+                      if m < len(ps)]
+            for t, arr in filled:
+                buf[0, t] = arr
+            mean[m] = buf[:, :, joints][..., 2].mean(axis=(1, 2))[0]
+            for t, _arr in filled:
+                buf[0, t] = 0
+        slots = np.argsort(-mean, kind="stable")[:max_persons].tolist()
+    # Built in float32 (what Sample keeps) from float64 values: the same numbers as before.
+    xy = np.zeros((len(slots), t_total, len(BODY25_TO_COCO18) if to_coco18 and v == 25 else v, 2),
+                  dtype=np.float32)
+    score = np.zeros(xy.shape[:3], dtype=np.float32)
+    for (fidx, _p), persons in zip(files, people_per_frame, strict=True):
+        for j, m in enumerate(slots):
+            if m < len(persons):
+                arr = persons[m][joints]
+                xy[j, fidx - first] = arr[:, :2] if scale is None else arr[:, :2] / scale
+                score[j, fidx - first] = arr[:, 2]
     meta = {"layout": layout, "first_frame": first, "frames_in_folder": len(files),
             "normalised": image_size is not None}
     return Sample(keypoint=xy, score=score, label=label, name=name or Path(folder).name, meta=meta)
