@@ -156,9 +156,6 @@ def checkpoint_bytes():
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.xfail(strict=True, reason="src/stgcn/checkpoint.py:78-85 safe_load lets IndexError / KeyError / "
-                   "struct.error / AssertionError of torch's legacy weights-only unpickler escape "
-                   "(about 7% of random damage, see test_reliability.py)")
 @settings(max_examples=100, deadline=None, derandomize=True, phases=[Phase.generate],  # no slow shrinking
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.data())

@@ -98,10 +98,6 @@ def test_damaged_checkpoint_is_a_checkpoint_error(model_ckpt, tmp_path, damage):
     assert str(p) in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="src/stgcn/checkpoint.py:78-85 safe_load catches UnpicklingError, "
-                   "RuntimeError, EOFError, ValueError, OSError only; a file that is not a zip archive goes to "
-                   "torch's legacy weights-only unpickler, which raises IndexError / KeyError / struct.error / "
-                   "AssertionError on damaged bytes: a traceback instead of CheckpointError")
 @pytest.mark.parametrize("damage", ["text_file", "first_byte_flipped", "lone_proto_opcode"])
 def test_non_zip_damaged_checkpoint_is_a_checkpoint_error(model_ckpt, tmp_path, damage):
     raw = model_ckpt.read_bytes()
@@ -572,9 +568,6 @@ def test_lock_being_written_is_not_taken_over(tmp_path):
     assert (out / ".lock").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="src/stgcn/engine/train.py:100-107 RunLock.acquire: two runs that both "
-                   "find the same stale lock race; the slower one unlinks the lock the faster one has just "
-                   "created, and both hold it")
 def test_stale_lock_takeover_race_lets_only_one_run_in(tmp_path, monkeypatch):
     T = _train_module()
     out = tmp_path / "run"
@@ -597,15 +590,74 @@ def test_stale_lock_takeover_race_lets_only_one_run_in(tmp_path, monkeypatch):
     assert not b.held, "both runs hold the lock"
 
 
+def test_lock_held_by_a_live_run_is_refused_whatever_its_file_says(tmp_path):
+    T = _train_module()
+    out = tmp_path / "run"
+    a = T.RunLock(out)
+    a.acquire()
+    try:
+        (out / ".lock").write_text(f"{socket.gethostname()}:999999999\n")  # looks stale, but a holds the flock
+        with pytest.raises(T.RunLockedError, match="in use"):
+            T.RunLock(out).acquire()
+    finally:
+        a.release()
+    assert not (out / ".lock").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_lock_of_a_killed_run_is_free_while_its_forked_children_live(tmp_path):
+    # DataLoader workers are forked children: they must not keep a killed run's lock alive
+    out = tmp_path / "run"
+    code = textwrap.dedent(f"""
+        import os, sys, time
+        from pathlib import Path
+        from stgcn.engine.train import RunLock
+        RunLock(Path({str(out)!r})).acquire()
+        child = os.fork()
+        if child == 0:
+            time.sleep(60)
+            os._exit(0)
+        print(child, flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=_env(), stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    try:
+        proc.kill()
+        proc.wait(30)
+        T = _train_module()
+        lock = T.RunLock(out)
+        lock.acquire()  # the owner is dead; its child closed its copy of the lock at fork
+        assert lock.held
+        lock.release()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, 9)
+
+
 # ------------------------------------------------------------------ numeric: global float state
 
 
-@pytest.mark.xfail(strict=True, reason="src/stgcn/engine/evaluate.py:38 importing stgcn.engine calls "
-                   "torch.set_flush_denormal(True) for the whole process: subnormals become 0 in the caller's "
-                   "numpy code, and in a full `make test` run hypothesis refuses float strategies, so "
-                   "tests/test_fuzz_readers.py::test_kinetics_json and ::test_openpose_json fail")
 def test_importing_the_engine_leaves_float_semantics_alone():
     code = ("import numpy as np; import stgcn.engine; "
             "print(float(np.array([1e-310]) [0] * np.float64(1.0)) != 0.0)")
     r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "True", r.stderr[-2000:]
+
+
+def test_flush_to_zero_is_scoped_to_the_run_and_restored():
+    from stgcn.engine.evaluate import flushes_denormals, flushing_denormals
+
+    was = flushes_denormals()
+    supported = torch.set_flush_denormal(True)  # False on CPUs without the flag: then nothing changes
+    torch.set_flush_denormal(False)
+    try:
+        with flushing_denormals():
+            assert flushes_denormals() == supported
+            with flushing_denormals():
+                pass
+            assert flushes_denormals() == supported  # the inner block left it on
+        assert not flushes_denormals()
+        assert float(np.array([1e-310])[0] * np.float64(1.0)) != 0.0
+    finally:
+        torch.set_flush_denormal(was)

@@ -80,10 +80,18 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused to load: the file contains objects other than tensors and plain data "
-            f"(weights_only=True). It may carry executable code. Details: {str(exc).splitlines()[0]}"
+            f"(weights_only=True). It may carry executable code. Details: {_first_line(exc)}"
         ) from None
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - damaged bytes raise almost anything from torch's readers
+        # (IndexError, KeyError, struct.error, AssertionError, ...); KeyboardInterrupt is no Exception
+        detail = _first_line(exc)
+        found = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (found {found})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def save_model(path: str | Path, model: nn.Module, meta: dict | None = None, **extra: Any) -> None:

@@ -18,6 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..engine.evaluate import flushing_denormals
+
+    # flush-to-zero before the first torch op, so that torch's intra-op threads inherit it
+    with flushing_denormals():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import os
     import time
     from pathlib import Path

@@ -6,8 +6,9 @@ model, optimiser, scheduler, AMP scaler, epoch and step within it, the epoch's s
 RNG states (torch, numpy, python) and the running epoch statistics. Augmentation randomness is a
 function of (seed, epoch, sample index) only, so worker count and restarts do not change it.
 
-A lock file (``<out>/.lock`` with the PID) keeps two runs from writing the same directory; a lock
-left by a dead process is taken over. Under torchrun, only rank 0 writes files.
+A lock file (``<out>/.lock`` with the host and PID, ``flock``-ed for the whole run) keeps two runs
+from writing the same directory; a lock left by a dead process is taken over by exactly one run.
+Under torchrun, only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from . import distributed as D
 from .config import RunConfig, dump_yaml, from_dict
 from .evaluate import (
     build_transform,
-    enable_flush_denormal,
+    flushing_denormals,
     open_data,
     predict_scores,
     resolve_pipeline,
@@ -79,45 +80,155 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: the O_EXCL + PID protocol alone
+    fcntl = None
+
+_held_locks: set[RunLock] = set()  # held until released (or the process ends)
+
+
+def _drop_locks_in_child() -> None:
+    # A forked child (DataLoader workers) shares the parent's lock file descriptions: close its
+    # copies, so that the parent's death releases the lock even while workers linger, and forget
+    # them, so that the child never releases (unlinks) the parent's lock.
+    for lock in list(_held_locks):
+        lock._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_locks_in_child)
+
+
 class RunLock:
-    """``<dir>/.lock`` holding ``host:pid``; created with O_EXCL so two starts cannot both win."""
+    """``<dir>/.lock`` holding ``host:pid``, with an exclusive ``flock`` held on it for the whole run.
+
+    The kernel lock is what makes the lock race-free: only one open file can hold it, and it goes
+    away when its process ends, ``kill -9`` included. The file is created with ``O_EXCL`` and locked
+    before its owner is written; a file whose owner is not a dead process of this host (a live run,
+    one of another host, one being written, one of a stgcn without ``flock``) is refused without
+    looking further. A file left by a dead process is taken over by whoever gets its kernel lock,
+    re-checked after locking, and rewritten in place; a run that finds it locked is refused. Without
+    ``fcntl`` (Windows) or on a file system that refuses ``flock``, the stale file is removed and
+    created again, as before (racy when two runs take over the same stale lock at once).
+    """
 
     def __init__(self, directory: Path):
         self.path = Path(directory) / ".lock"
         self.held = False
+        self._fd: int | None = None
 
+    # -- helpers on an open descriptor
+    @staticmethod
+    def _kernel_lock(fd: int) -> bool | None:
+        """True: locked; False: another open file holds it; None: no kernel lock on this platform."""
+        if fcntl is None:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError:  # ENOLCK, EOPNOTSUPP, ... (some network file systems)
+            return None
+        return True
+
+    @staticmethod
+    def _read(fd: int) -> str:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 4096).decode("utf-8", "replace").strip()
+
+    @staticmethod
+    def _write(fd: int, owner: str) -> None:
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, (owner + "\n").encode())
+
+    def _is_current(self, fd: int) -> bool:
+        """Whether ``fd`` is still the file at ``self.path`` (not released and removed meanwhile)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        fst = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino)
+
+    @staticmethod
+    def _stale(owner: str) -> bool:
+        host, _, pid_s = owner.rpartition(":")
+        pid = int(pid_s) if pid_s.isdigit() else -1
+        return host == socket.gethostname() and not _pid_alive(pid)
+
+    def _refuse(self, owner: str) -> RunLockedError:
+        return RunLockedError(
+            f"{self.path.parent} is in use by another training run (process {owner or 'unknown'}); wait for "
+            f"it, choose another --out, or delete {self.path} if that process is gone")
+
+    def _hold(self, fd: int, me: str) -> None:
+        self._write(fd, me)
+        self._fd, self.held = fd, True
+        _held_locks.add(self)
+
+    def _forget(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd, self.held = None, False
+        _held_locks.discard(self)
+
+    # -- public
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = f"{socket.gethostname()}:{os.getpid()}"
-        for _ in range(3):
+        for _ in range(5):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
             except FileExistsError:
-                try:
-                    owner = self.path.read_text().strip()
-                except FileNotFoundError:
-                    continue
-                host, _, pid_s = owner.rpartition(":")
-                pid = int(pid_s) if pid_s.isdigit() else -1
-                if host == socket.gethostname() and not _pid_alive(pid):
-                    # stale lock from a killed run: take it over
+                pass
+            else:  # a new file: nobody else locks it (its empty owner is refused, see below)
+                if self._kernel_lock(fd) is False:  # pragma: no cover - not under this protocol
+                    os.close(fd)
+                    raise self._refuse("")
+                self._hold(fd, me)
+                return
+            try:
+                fd = os.open(self.path, os.O_RDWR)
+            except FileNotFoundError:  # released meanwhile
+                continue
+            try:
+                owner = self._read(fd)
+                if not self._stale(owner):
+                    raise self._refuse(owner)
+                # left by a dead process: whoever gets the kernel lock takes it over
+                locked = self._kernel_lock(fd)
+                if locked is False:
+                    raise self._refuse(self._read(fd))
+                if locked is None:  # no kernel lock: remove the stale file and create it again
                     with contextlib.suppress(FileNotFoundError):
                         self.path.unlink()
+                    os.close(fd)
                     continue
-                raise RunLockedError(
-                    f"{self.path.parent} is in use by another training run (process {owner}); wait for it, "
-                    f"choose another --out, or delete {self.path} if that process is gone") from None
-            with os.fdopen(fd, "w") as f:
-                f.write(me + "\n")
-            self.held = True
-            return
+                if not self._is_current(fd):  # released and removed before we locked it
+                    os.close(fd)
+                    continue
+                owner = self._read(fd)
+                if not self._stale(owner):
+                    raise self._refuse(owner)
+                self._hold(fd, me)
+                return
+            except BaseException:
+                if self._fd != fd:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                raise
         raise RunLockedError(f"could not acquire {self.path}")
 
     def release(self) -> None:
         if self.held:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-            self.held = False
+            # remove the file while still holding the kernel lock, then drop the lock
+            if self._fd is None or self._is_current(self._fd):
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+            self._forget()
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -244,7 +355,7 @@ def train(cfg: RunConfig, *, store=None) -> RunResult:
     lock = RunLock(out) if info.is_main else contextlib.nullcontext()
     # The process group stays up (several runs may share it: --streams, ablation); the CLI tears
     # it down with distributed.cleanup at exit.
-    with lock:
+    with flushing_denormals(), lock:  # flush-to-zero in this thread for the run only
         return _train(cfg, info, out, store)
 
 
@@ -255,7 +366,6 @@ def _train(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
     from ..graph import get_layout
     from ..models import create_model
 
-    enable_flush_denormal()  # already done at import; repeated for this thread
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
     ckdir = out / "checkpoints"
