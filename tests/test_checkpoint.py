@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import stgcn
-from stgcn import checkpoint
+from stgcn import atomic
 from stgcn.checkpoint import atomic_torch_save, load_model, safe_load, save_model
 from stgcn.errors import CheckpointError
 
@@ -26,7 +26,7 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
     def full_disk(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.os, "fsync", full_disk)
+    monkeypatch.setattr(atomic.os, "fsync", full_disk)
     with pytest.raises(CheckpointError, match="No space left"):
         atomic_torch_save({"step": 2}, path)
     monkeypatch.undo()

@@ -33,7 +33,7 @@ import pytest
 import torch
 
 import stgcn
-from stgcn import checkpoint
+from stgcn import atomic
 from stgcn.checkpoint import atomic_write_bytes, load_model, save_model
 from stgcn.data import load_sample, open_source
 from stgcn.data.formats.arrays import read_npy, read_npz
@@ -41,7 +41,7 @@ from stgcn.data.formats.kinetics import read_kinetics
 from stgcn.data.formats.openpose import read_openpose
 from stgcn.data.prepare import prepare_source
 from stgcn.data.store import open_store
-from stgcn.errors import CheckpointError, ConfigError, DataError, LayoutError
+from stgcn.errors import CheckpointError, ConfigError, DataError, LayoutError, WriteError
 from test_prepare import FakeSource, fake_load
 
 HERE = Path(__file__).resolve().parent
@@ -116,8 +116,8 @@ def test_failing_rename_keeps_previous_file_and_leaves_no_temp(tmp_path, monkeyp
     def eio(*a, **k):
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr(checkpoint.os, "replace", eio)
-    with pytest.raises(CheckpointError, match=r"could not write .*last\.pt.*previous file .* unchanged"):
+    monkeypatch.setattr(atomic.os, "replace", eio)
+    with pytest.raises(WriteError, match=r"could not write .*last\.pt.*previous file .* unchanged"):
         atomic_write_bytes(path, b"new")
     monkeypatch.undo()
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
@@ -130,7 +130,7 @@ def test_interrupt_during_write_keeps_previous_file(tmp_path, monkeypatch):
     def ctrl_c(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint.os, "fsync", ctrl_c)
+    monkeypatch.setattr(atomic.os, "fsync", ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         atomic_write_bytes(path, b"new")
     monkeypatch.undo()

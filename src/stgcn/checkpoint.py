@@ -8,66 +8,29 @@ callable is refused instead of executed.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from .atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
+from .errors import CheckpointError, WriteError
 
 FORMAT = "stgcn"
 FORMAT_VERSION = 1
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise CheckpointError(f"could not write {path}: {exc.strerror or exc}; "
-                                  "the previous file (if any) is unchanged") from exc
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` with the atomicity of :func:`atomic_write_bytes`."""
+    """``torch.save`` with the atomicity of :func:`stgcn.atomic.atomic_write_bytes`."""
     buf = io.BytesIO()
     torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except WriteError as exc:
+        raise CheckpointError(str(exc)) from exc
 
 
 def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:

@@ -28,6 +28,17 @@ class CheckpointError(StgcnError):
     """A checkpoint cannot be loaded safely or does not match the model."""
 
 
+class WriteError(StgcnError, OSError):
+    """A file could not be written (disk full, permissions); the previous version is unchanged."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        OSError.__init__(self, errno, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class MissingExtraError(StgcnError, ImportError):
     """An optional dependency is not installed; the message gives the pip command."""
 

@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_save_npy, atomic_write_text, fsync_dir
 from ..errors import DataError, StgcnError
-from .store import FILES, FORMAT_NAME, FORMAT_VERSION, MARKER, atomic_save_npy, atomic_write_text, fsync_dir
+from .store import FILES, FORMAT_NAME, FORMAT_VERSION, MARKER
 
 PARTIAL = ".partial"
 JOURNAL = "journal.jsonl"

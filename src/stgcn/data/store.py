@@ -19,7 +19,6 @@ to 300 frames on disk (the official layout wastes about half of NTU's space on z
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -125,36 +124,3 @@ class SkeletonStore:
 def open_store(path: str | Path) -> SkeletonStore:
     """Open a prepared store directory (raises :class:`DataError` when incomplete or unreadable)."""
     return SkeletonStore(path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a small file so that it is either absent, old, or complete: temp file, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def fsync_dir(path: Path) -> None:
-    # Makes the renames inside `path` durable; not every filesystem allows it, hence the guard.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ...atomic import atomic_write_bytes
 from ...errors import DataError
 from ..safe_pickle import safe_load
 from ..sample import Sample
@@ -101,13 +100,4 @@ def write_pyskl(path: str | Path, annotations: list[dict], split: dict[str, list
     """Write a pyskl pickle atomically (a crash never leaves a half-written file behind)."""
     path = Path(path)
     payload = pickle.dumps({"split": split, "annotations": annotations}, protocol=4)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, payload)

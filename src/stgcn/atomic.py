@@ -1,0 +1,71 @@
+"""Atomic file writes: a file is either absent, the previous version, or complete.
+
+Every write goes to a temporary file in the same directory, is flushed and fsync'ed, then renamed
+over the target (``os.replace`` is atomic on POSIX and Windows), and the directory is fsync'ed so
+the rename survives a power cut. On any failure the temporary file is removed and the previous
+file is left untouched. No torch import here: the data modules use it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from .errors import WriteError
+
+
+def fsync_dir(path: str | Path) -> None:
+    # Makes renames inside `path` durable; not every filesystem allows fsync on a directory.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(f)`` on a temporary binary file, then move it over ``path`` atomically.
+
+    An ``OSError`` (disk full, permissions, ...) becomes :class:`stgcn.errors.WriteError`, which
+    says that the previous file is unchanged.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(f"could not write {path}: {exc.strerror or exc}; "
+                             "the previous file (if any) is unchanged", exc.errno) from exc
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_npy(path: str | Path, array) -> None:
+    import numpy as np
+
+    atomic_write(path, lambda f: np.save(f, array))
