@@ -661,3 +661,17 @@ def test_flush_to_zero_is_scoped_to_the_run_and_restored():
         assert float(np.array([1e-310])[0] * np.float64(1.0)) != 0.0
     finally:
         torch.set_flush_denormal(was)
+
+
+def test_gzip_bomb_is_refused_before_exhausting_memory(tmp_path):
+    import gzip
+
+    from stgcn.data.formats.kinect import read_text
+
+    bomb = tmp_path / "a01_s01_e01_realworld.txt.gz"
+    with gzip.open(bomb, "wb") as f:
+        f.write(b"0" * (4 * 1024 * 1024))  # 4 MiB of text in a few KB
+    assert bomb.stat().st_size < 64 * 1024
+    with pytest.raises(DataError, match="decompresses to more than"):
+        read_text(bomb, max_bytes=1024 * 1024)
+    assert read_text(bomb, max_bytes=8 * 1024 * 1024).startswith("000")

@@ -39,17 +39,28 @@ FLORENCE_RE = re.compile(r"^a(\d\d)_s(\d+)_id(\d+)\.txt(\.gz)?$")
 UTK_SEQ_RE = re.compile(r"^s(\d\d)_e(\d\d)$")
 
 
-def read_text(path: str | Path) -> str:
-    """Text of ``path``; ``x.txt`` falls back to ``x.txt.gz`` and ``.gz`` files are decompressed."""
+# The largest real file here is ~1.5 MB of text; a compressed file that expands past this bound is a
+# decompression bomb, refused before it can exhaust memory.
+MAX_TEXT_BYTES = 256 * 1024 * 1024
+
+
+def read_text(path: str | Path, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """Text of ``path``; ``x.txt`` falls back to ``x.txt.gz`` and ``.gz`` files are decompressed
+    (at most ``max_bytes``: larger contents are refused with a DataError)."""
     path = Path(path)
     if not path.exists() and path.suffix != ".gz" and path.with_name(path.name + ".gz").exists():
         path = path.with_name(path.name + ".gz")
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as fh:
-                raw = fh.read()
+                raw = fh.read(max_bytes + 1)
         else:
+            if path.stat().st_size > max_bytes:
+                raise DataError(f"file larger than {max_bytes} bytes", file=str(path))
             raw = path.read_bytes()
+        if len(raw) > max_bytes:
+            raise DataError(f"decompresses to more than {max_bytes} bytes (refused: a decompression bomb?)",
+                            file=str(path))
         return raw.decode("ascii")
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"cannot read file: {exc}", file=str(path)) from None
