@@ -17,6 +17,11 @@ from typing import IO
 
 from .errors import WriteError
 
+# mkstemp creates files readable by the owner only; finished files get the usual permissions.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 def fsync_dir(path: str | Path) -> None:
     # Makes renames inside `path` durable; not every filesystem allows fsync on a directory.
@@ -46,6 +51,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):

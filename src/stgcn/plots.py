@@ -50,10 +50,13 @@ def plot_curves(history: Sequence[dict], path: str | os.PathLike, title: str = "
     ax1.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
 
     ax2.plot(ep, [100 * r["train_acc"] for r in history], marker="o", ms=3, label="train top-1")
-    for key, lab in (("val_top1", "val top-1"), ("val_top5", "val top-5"), ("val_mean_class_acc", "val mean class")):
+    # mean class accuracy is dashed and unmarked: on balanced splits it lies on top of val top-1
+    for key, lab, style in (("val_top1", "val top-1", dict(marker="o", ms=3, lw=2)),
+                            ("val_top5", "val top-5", dict(marker="o", ms=3)),
+                            ("val_mean_class_acc", "val mean class", dict(ls="--", lw=1.2))):
         pts = [(r["epoch"], 100 * r[key]) for r in history if r.get(key) is not None]
         if pts:
-            ax2.plot(*zip(*pts, strict=True), marker="o", ms=3, label=lab)
+            ax2.plot(*zip(*pts, strict=True), label=lab, **style)
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("accuracy (%)")
     ax2.set_ylim(0, 100)

@@ -94,9 +94,10 @@ def _video_demo(checkpoint, out) -> str:
         print(f"      {msg}", flush=True)
         return msg
     try:
-        run_demo(video=bundled_video(), checkpoint=checkpoint, out=out, progress=True)
+        run_demo(video=bundled_video(), checkpoint=checkpoint, out=out, json_out=out.with_suffix(".json"),
+                 progress=True)
     except (ImportError, AttributeError) as exc:
         msg = f"not available ({exc}); install the extra with: pip install 'stgcn[video]'"
         print(f"      {msg}", flush=True)
         return msg
-    return str(out)
+    return f"{out} (per-window predictions: {out.with_suffix('.json')})"
