@@ -50,16 +50,18 @@ def create_model(name: str, **kwargs) -> nn.Module:
         raise ConfigError(f"model {name!r}: {exc}") from None
 
 
-def _stgcn_cfg(name: str, defaults: dict, kwargs: dict) -> STGCNConfig:
-    params = {**defaults, **kwargs}
-    for key in ("channels", "strides"):
-        if key in params:
-            params[key] = tuple(params[key])
-    allowed = set(STGCNConfig.__dataclass_fields__) - {"extra"}
+def _checked(name: str, config_cls, params: dict) -> dict:
+    """Tuples for the per-unit lists, and a ConfigError naming any argument the config lacks."""
+    params = {k: tuple(v) if k in ("channels", "strides") else v for k, v in params.items()}
+    allowed = set(config_cls.__dataclass_fields__) - {"extra"}
     unknown = set(params) - allowed
     if unknown:
         raise ConfigError(f"model {name!r}: unknown arguments {sorted(unknown)}; allowed: {sorted(allowed)}")
-    return STGCNConfig(**params, extra={"name": name})
+    return params
+
+
+def _stgcn_cfg(name: str, defaults: dict, kwargs: dict) -> STGCNConfig:
+    return STGCNConfig(**_checked(name, STGCNConfig, {**defaults, **kwargs}), extra={"name": name})
 
 
 @register_model("stgcn", "the paper's ST-GCN (§3.6): 9 units 64,64,64,128,128,128,256,256,256, residual on "
@@ -94,12 +96,4 @@ def tcn(**kw) -> TCN:
     for graph_only in ("strategy", "edge_importance", "center", "normalization", "max_hop", "dilation",
                        "gravity_distances", "true_distance", "first_residual", "first_dropout"):
         kw.pop(graph_only, None)
-    params = {**kw}
-    for key in ("channels", "strides"):
-        if key in params:
-            params[key] = tuple(params[key])
-    allowed = set(TCNConfig.__dataclass_fields__) - {"extra"}
-    unknown = set(params) - allowed
-    if unknown:
-        raise ConfigError(f"model 'tcn': unknown arguments {sorted(unknown)}; allowed: {sorted(allowed)}")
-    return TCN(TCNConfig(**params))
+    return TCN(TCNConfig(**_checked("tcn", TCNConfig, kw)))
