@@ -59,8 +59,10 @@ class GraphConv(nn.Module):
 
     def forward(self, x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
         w, b = self.effective_weight()
-        n, c_in, t, v = x.shape
-        k, c = self.num_subsets, self.out_channels
+        n, _, t, v = x.shape
+        # channel counts from the module, not from x.shape: ONNX export traces x.shape as dynamic,
+        # and a conv weight reshaped with dynamic sizes cannot be exported
+        c_in, k, c = self.in_channels, self.num_subsets, self.out_channels
         wj = A.shape[-1]
         if c_in < c:
             # widening block: aggregate over joints first, on the narrower C_in channels, then one
