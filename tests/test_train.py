@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 
 from stgcn.data.prepare import prepare_source
 from stgcn.data.sample import Sample
+from stgcn.data.sources import SourceItem
 from stgcn.data.store import open_store
 from stgcn.engine.config import RunConfig, apply_overrides
 from stgcn.errors import ConfigError, StgcnError
@@ -22,14 +22,8 @@ from stgcn.errors import ConfigError, StgcnError
 CLASSES = ["wave", "kick", "still"]
 
 
-@dataclass(frozen=True)
-class Item:
-    name: str
-    path: str
-    label: int
-    splits: tuple[str, ...]
-    fmt: str = "synthetic"
-    options: dict = field(default_factory=dict, hash=False, compare=False)
+def Item(name: str, path: str, label: int, splits: tuple[str, ...]) -> SourceItem:  # noqa: N802
+    return SourceItem(name, path, label, splits, "synthetic")
 
 
 def synthetic_sample(item: Item) -> Sample:

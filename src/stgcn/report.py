@@ -60,12 +60,7 @@ def train_report(cfg, metrics: dict, history: list[dict], result) -> str:
         "",
         "## Confusion matrix (final model)",
         "",
-        "![confusion matrix](confusion.png)",
-        "",
-        "Most frequent confusions:",
-        "",
-        _top_confusions(result),
-        "",
+        *_confusion_section(result),
         "## Per-class results (final model)",
         "",
         per_class_table(result),
@@ -78,6 +73,10 @@ def train_report(cfg, metrics: dict, history: list[dict], result) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _confusion_section(result) -> list[str]:
+    return ["![confusion matrix](confusion.png)", "", "Most frequent confusions:", "", _top_confusions(result), ""]
 
 
 def eval_report(result, title: str = "Evaluation") -> str:
@@ -96,12 +95,7 @@ def eval_report(result, title: str = "Evaluation") -> str:
         "| ---: | ---: | ---: |",
         f"| {_pct(m['top1'])} | {_pct(m['top5'])} | {_pct(m['mean_class_acc'])} |",
         "",
-        "![confusion matrix](confusion.png)",
-        "",
-        "Most frequent confusions:",
-        "",
-        _top_confusions(result),
-        "",
+        *_confusion_section(result),
         per_class_table(result),
         "",
     ]

@@ -12,9 +12,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..errors import ShapeError
 from ..graph import get_layout
-from .stgcn import PAPER_CHANNELS, PAPER_STRIDES
+from .stgcn import PAPER_CHANNELS, PAPER_STRIDES, check_skeleton_input
 
 
 @dataclass
@@ -73,11 +72,7 @@ class TCN(nn.Module):
         return {"name": "tcn", "params": d}
 
     def _frames(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 5 or x.shape[1] != self.cfg.in_channels or x.shape[3] != self.layout.num_joints:
-            raise ShapeError(f"expected (N, {self.cfg.in_channels}, T, {self.layout.num_joints}, M), "
-                             f"found {tuple(x.shape)}")
-        if not torch.isfinite(x).all():
-            raise ShapeError("input contains NaN or Inf")
+        check_skeleton_input(x, self.cfg.in_channels, self.layout)
         n, c, t, v, m = x.shape
         x = x.permute(0, 4, 3, 1, 2).reshape(n * m, v * c, t)  # joints of a frame concatenated
         return self.blocks(self.data_bn(x))  # (N·M, C', T')

@@ -47,6 +47,22 @@ class STGCNConfig:
     extra: dict = field(default_factory=dict)
 
 
+def check_skeleton_input(x: torch.Tensor, in_channels: int, layout) -> None:
+    """Raise :class:`ShapeError` saying what was expected and found, for any model of this package."""
+    if x.dim() != 5:
+        raise ShapeError(f"expected input of rank 5 (N, C, T, V, M), found shape {tuple(x.shape)}")
+    _, c, t, v, _ = x.shape
+    if c != in_channels:
+        raise ShapeError(f"expected {in_channels} input channels (C, dim 1), found {c}")
+    if v != layout.num_joints:
+        raise ShapeError(f"layout {layout.name!r} has {layout.num_joints} joints (V, dim 3), input has {v}")
+    if t < 1:
+        raise ShapeError("input has no frame (T = 0)")
+    # a data-dependent check would be frozen into a constant by tracing/ONNX export
+    if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()) and not torch.isfinite(x).all():
+        raise ShapeError("input contains NaN or Inf")
+
+
 class STGCN(nn.Module):
     """Spatial temporal graph convolutional network.
 
@@ -112,19 +128,7 @@ class STGCN(nn.Module):
         return {"name": self.cfg.extra.get("name", "stgcn"), "params": d}
 
     def check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 5:
-            raise ShapeError(f"expected input of rank 5 (N, C, T, V, M), found shape {tuple(x.shape)}")
-        _, c, t, v, _ = x.shape
-        if c != self.cfg.in_channels:
-            raise ShapeError(f"expected {self.cfg.in_channels} input channels (C, dim 1), found {c}")
-        if v != self.layout.num_joints:
-            raise ShapeError(f"layout {self.layout.name!r} has {self.layout.num_joints} joints (V, dim 3), "
-                             f"input has {v}")
-        if t < 1:
-            raise ShapeError("input has no frame (T = 0)")
-        # a data-dependent check would be frozen into a constant by tracing/ONNX export
-        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()) and not torch.isfinite(x).all():
-            raise ShapeError("input contains NaN or Inf")
+        check_skeleton_input(x, self.cfg.in_channels, self.layout)
 
     def graph_matrices(self) -> list[torch.Tensor]:
         """The effective (K, V, V) adjacency of every block: A ⊙ M."""

@@ -227,17 +227,24 @@ class _Tokens:
         rec = f"line {self.line_of(k)}" + ("" if frame is None else f" (frame {frame})")
         return DataError(reason, file=self.file, record=rec)
 
-    def int_at(self, k: int, what: str, frame: int | None = None) -> int:
+    def check_more(self, k: int, what: str, frame: int | None = None) -> None:
         if k >= self.n:
             raise DataError(f"file ends early: expected {what}", file=self.file,
                             record=f"line {self.line_of(self.n) + 1}" + ("" if frame is None else f" (frame {frame})"))
-        if self.fast and not self.nonint[k]:
-            return int(self.ints[k])
+
+    def parse_int(self, k: int, what: str, frame: int | None = None) -> int:
+        """``int()`` of the token: the exact rule for header counts (``25.0`` is not a joint count)."""
         tok = self.token(k)
         try:
             return int(tok)
         except ValueError:
             raise self.error(k, f"{what} must be an integer, found {tok[:40]!r}", frame) from None
+
+    def int_at(self, k: int, what: str, frame: int | None = None) -> int:
+        self.check_more(k, what, frame)
+        if self.fast and not self.nonint[k]:
+            return int(self.ints[k])
+        return self.parse_int(k, what, frame)
 
     def ints_at(self, idx: np.ndarray, what: str) -> list[int]:
         if self.fast and not self.nonint[idx].any():
@@ -340,7 +347,7 @@ def _parse_numpy(data: bytes, name: str) -> NTUSkeleton:
     return skel
 
 
-class _CTokens:
+class _CTokens(_Tokens):
     """Tokens of a text as ``_ntu_fast.tokenize`` reports them; same error helpers as ``_Tokens``."""
 
     def __init__(self, data: bytes | memoryview, file: str, vals: np.ndarray, starts: np.ndarray,
@@ -357,22 +364,12 @@ class _CTokens:
         s = int(self.starts[k])
         return bytes(self.data[s:_TOKEN_END.match(self.data, s).end()])
 
-    def error(self, k: int, reason: str, frame: int | None = None) -> DataError:
-        rec = f"line {self.line_of(k)}" + ("" if frame is None else f" (frame {frame})")
-        return DataError(reason, file=self.file, record=rec)
-
     def int_at(self, k: int, what: str, frame: int | None = None) -> int:
-        if k >= self.n:
-            raise DataError(f"file ends early: expected {what}", file=self.file,
-                            record=f"line {self.line_of(self.n) + 1}" + ("" if frame is None else f" (frame {frame})"))
+        self.check_more(k, what, frame)
         v = float(self.vals[k])
         if self.kinds[k] == _K_INT and abs(v) < _EXACT:
             return int(v)
-        tok = self.token(k)  # int() semantics for everything else, as the numpy path
-        try:
-            return int(tok)
-        except ValueError:
-            raise self.error(k, f"{what} must be an integer, found {tok[:40]!r}", frame) from None
+        return self.parse_int(k, what, frame)  # int() semantics for everything else, as the numpy path
 
     def exact_ints(self, idx: np.ndarray, what: str) -> np.ndarray:
         """Integer values of the tokens at ``idx``: int64, or object where one exceeds int64."""
