@@ -171,3 +171,135 @@ def test_fuzz_fast_path_gives_a_sample_or_data_error(raw):
             assert as_bits(v) == as_bits(float(t))
     with contextlib.suppress(DataError):
         ntu.skeleton_to_sample(ntu.parse_ntu_skeleton(raw, "fuzz.skeleton"))
+
+
+# ---- walk_xyz: read_ntu's path (counts walked in C, x, y, z kept) --------------------------------
+
+
+def walk(data: bytes, bodies_cap: int | None = None):
+    counts, ids, vals = ntu._xyz_buffers(len(data))
+    if bodies_cap is not None:  # smaller output buffers than the file needs
+        ids, vals = np.empty(bodies_cap, np.int64), np.empty(bodies_cap * ntu._XYZ_VALUES)
+    status, frames, bodies = fast.walk_xyz(data, counts, ids, vals)
+    return status, counts[:frames].copy(), ids[:bodies].copy(), vals[:bodies * ntu._XYZ_VALUES].copy()
+
+
+def reference_walk(data: bytes):
+    """The same outputs from the token list (tokenize + Python), to compare with."""
+    vals, _, kinds, bad, nonfinite = tokenize(data)
+    toks = data.split()
+    assert bad == -1 and nonfinite == 0
+    pos, counts, ids, rows = 1, [], [], []
+    for _ in range(int(toks[0])):
+        nb = int(toks[pos])
+        counts.append(nb)
+        pos += 1
+        for _ in range(nb):
+            ids.append(int(toks[pos]))
+            joints = vals[pos + 11:pos + 11 + 300].reshape(25, 12)[:, :3]
+            rows.append(np.concatenate([vals[pos + 1:pos + 10], joints.reshape(-1)]))
+            pos += 311
+    assert pos == len(toks)
+    return counts, ids, np.concatenate(rows) if rows else np.empty(0)
+
+
+def test_walk_xyz_matches_the_token_list():
+    rng = np.random.default_rng(7)
+    for frames, bodies in ((1, 1), (37, 2), (64, 3), (5, 0)):
+        text = ntu.synthesize_skeleton_text(frames, bodies, rng).encode()
+        status, counts, ids, vals = walk(text)
+        ref_counts, ref_ids, ref_vals = reference_walk(text)
+        assert status == 0 and counts.tolist() == ref_counts and ids.tolist() == ref_ids
+        assert vals.tobytes() == ref_vals.tobytes()  # bit for bit, as float()
+
+
+@pytest.mark.parametrize("sep", [b" ", b"\t", b"\r\n", b"  \n\x0b\x0c "])
+def test_walk_xyz_any_whitespace_and_block_boundaries(sep):
+    # Tokens of every length straddle the 64-byte blocks of the whitespace bitmap somewhere.
+    text = ntu.synthesize_skeleton_text(9, 2, np.random.default_rng(8)).encode()
+    text = sep.join(text.split()) + sep
+    status, counts, ids, vals = walk(text)
+    ref = reference_walk(text)
+    assert status == 0 and counts.tolist() == ref[0] and ids.tolist() == ref[1] and vals.tobytes() == ref[2].tobytes()
+
+
+def test_walk_xyz_plain_token_shapes_in_unused_fields():
+    text = ntu.synthesize_skeleton_text(2, 1, np.random.default_rng(9))
+    lines = text.split("\n")
+    for odd in ("5.", ".5", "-.5", "+5", "-0", "007", "123456789012345", "1E-07"):  # float() reads all
+        row = lines[4].split()
+        row[5] = odd  # colorX of the first joint: not kept, only checked
+        changed = "\n".join(lines[:4] + [" ".join(row)] + lines[5:]).encode()
+        assert walk(changed)[0] == 0, odd
+    for bad in ("5-", "1.2.3", "--1", "+", ".", "1x", "nan", "inf", "1_0", "0x10", "1\x002"):
+        row = lines[4].split()
+        row[5] = bad
+        changed = "\n".join(lines[:4] + [" ".join(row)] + lines[5:]).encode()
+        assert walk(changed)[0] == 1, bad  # not plain: the full tokeniser decides
+
+
+@pytest.mark.parametrize("mutate, match", BAD)
+def test_walk_xyz_leaves_bad_files_to_the_full_path(tmp_path, no_extension, mutate, match):
+    text = mutate(ntu.synthesize_skeleton_text(4, 1, np.random.default_rng(1))).encode()
+    if text:
+        assert walk(text)[0] == 1
+    p = tmp_path / "S001C001P001R001A001.skeleton"
+    p.write_bytes(text)
+    errs = []
+    for on in (True, False):
+        no_extension(on)
+        with pytest.raises(DataError, match=match) as ei:
+            ntu.read_ntu(p)
+        errs.append(str(ei.value))
+    assert errs[0] == errs[1]
+
+
+def test_walk_xyz_body_ids_and_capacity():
+    text = ntu.synthesize_skeleton_text(3, 2, np.random.default_rng(2))
+    body_id = text.split("\n")[2].split()[0]
+    for new, ok in (("72057594037927937", True), ("-12", True), ("+7", True),
+                    ("1234567890123456789", False), ("1.0", False), ("1e3", False)):
+        changed = text.replace(body_id, new, 1).encode()
+        status, _, ids, _ = walk(changed)
+        assert status == (0 if ok else 1), new
+        if ok:
+            assert ids[0] == int(new)  # exact, beyond float64's 2**53
+    status, *_ = walk(text.encode(), bodies_cap=5)  # 6 bodies in the file
+    assert status == 1
+    assert walk(text.encode(), bodies_cap=6)[0] == 0
+    with pytest.raises(BufferError):
+        fast.walk_xyz(text.encode(), bytes(8), bytes(8), bytes(8))  # read-only output
+
+
+def test_read_ntu_takes_the_walk_and_equals_the_full_parse(tmp_path, monkeypatch):
+    rng = np.random.default_rng(11)
+    text = ntu.synthesize_skeleton_text(50, 3, rng).split("\n", 1)[1]
+    p = tmp_path / "S002C003P004R001A009.skeleton"
+    p.write_text("52\n0\n0\n" + text)
+    calls = []
+    monkeypatch.setattr(ntu, "_parse_c", lambda *a, **k: calls.append(1))  # must not be needed
+    walked = ntu._load(p, xyz_only=True)
+    assert not calls
+    monkeypatch.undo()
+    full = ntu.read_ntu_skeleton(p)
+    assert walked.num_frames == full.num_frames == 52
+    assert walked.bodies_per_frame.tolist() == full.bodies_per_frame.tolist()
+    for x, y in zip(walked.bodies, full.bodies, strict=True):
+        assert x.body_id == y.body_id and type(x.body_id) is int
+        assert x.frames.tolist() == y.frames.tolist() and x.slots.tolist() == y.slots.tolist()
+        assert x.fields.tobytes() == y.fields.tobytes() and x.joints.tobytes() == y.xyz.copy().tobytes()
+    for sel in ("official", "energy"):
+        _samples_equal(ntu.skeleton_to_sample(walked, body_selection=sel),
+                       ntu.skeleton_to_sample(full, body_selection=sel))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.builds(lambda i, b: _VALID[:i].encode() + b + _VALID[i:].encode(),
+                 st.integers(0, len(_VALID)), st.binary(max_size=8))
+       | st.builds(lambda i, j: _VALID[:i].encode() + _VALID[j:].encode(),
+                   st.integers(0, len(_VALID)), st.integers(0, len(_VALID))))
+def test_fuzz_walk_xyz_is_exact_or_declines(raw):
+    status, counts, ids, vals = walk(raw)
+    if status == 0:  # whatever it accepts, the token list reads the same way
+        ref = reference_walk(raw)
+        assert counts.tolist() == ref[0] and ids.tolist() == ref[1] and vals.tobytes() == ref[2].tobytes()
