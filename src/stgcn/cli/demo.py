@@ -31,13 +31,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..inference.demo import bundled_video, run_demo
+    from ..inference.demo import bundled_video, can_show_window, run_demo
 
     if args.camera is not None and args.video is not None:
         raise ConfigError("give a video file or --camera, not both")
     video = None if args.camera is not None else (args.video or bundled_video())
-    if video is not None and not args.out and not args.json_out:
-        raise ConfigError("nothing to write: give --out OUT.mp4 and/or --json OUT.json")
+    # a camera run with neither a window nor a file would run until Ctrl-C and leave nothing
+    shows = args.camera is not None and not args.no_window and can_show_window()
+    if not shows and not args.out and not args.json_out:
+        raise ConfigError("nothing to write: give --out OUT.mp4 and/or --json OUT.json"
+                          + ("" if video is not None else " (no window: --no-window or no display)"))
     result = run_demo(video=video, camera=args.camera, checkpoint=args.checkpoint, out=args.out,
                       json_out=args.json_out, window=args.window, stride=args.stride,
                       no_window=args.no_window or args.camera is None, max_frames=args.max_frames,

@@ -10,6 +10,8 @@ person. Both files are written under temporary names and renamed when complete; 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,17 @@ class DemoResult:
         return "\n".join(lines)
 
 
+def can_show_window() -> bool:
+    """Whether a display window can be opened.
+
+    The pip OpenCV build draws windows with Qt's xcb plugin only; without an X display ``cv2.imshow``
+    aborts the whole process (SIGABRT), which skips the ``finally`` that finalises the video.
+    """
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY"))
+    return True
+
+
 def _latency_stats(values: list[float]) -> dict:
     if not values:
         return {}
@@ -96,18 +109,24 @@ def run_demo(video: str | Path | None = None, camera: int | str | None = None, c
     # fail on a layout the pose source cannot produce, or an unreadable input, before loading models
     predictor.check_source(pose.layout if pose is not None else MediaPipePose.layout)
     reader = VideoReader(video) if video is not None else CameraReader(camera)
-    if pose is None:
-        try:
+    made_pose = pose is None
+    try:
+        if made_pose:
             pose = MediaPipePose(max_people=max_people, detect_every=detect_every)
-        except BaseException:
-            reader.close()
-            raise
+        stream = StreamRecognizer(predictor, pose.layout, window=window, stride=stride, smoothing=smoothing,
+                                  topk=topk, image_size=(reader.width, reader.height))
+        writer = H264Writer(out, reader.fps, reader.width, reader.height) if out is not None else None
+    except BaseException:
+        # release the camera (and MediaPipe) when the setup fails, e.g. an unwritable --out: a camera
+        # left open stays busy for other programs until the process exits
+        reader.close()
+        if made_pose and pose is not None:
+            pose.close()
+        raise
     source = str(video) if video is not None else f"camera {camera}"
-    stream = StreamRecognizer(predictor, pose.layout, window=window, stride=stride, smoothing=smoothing,
-                              topk=topk, image_size=(reader.width, reader.height))
-    writer = H264Writer(out, reader.fps, reader.width, reader.height) if out is not None else None
     edges = predictor.layout.edges
-    show = not no_window
+    # without a display cv2.imshow aborts the process: record headless instead (see can_show_window)
+    show = not no_window and can_show_window()
     cv2 = None
     if show:
         from ..errors import require

@@ -8,6 +8,7 @@ interrupted run still leaves a valid video of the frames written so far.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -79,12 +80,25 @@ class CameraReader:
         if height:
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
         self._cap = cap
-        self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) or 30.0
-        self.width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        self.height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        # Drivers report 0 (unknown), NaN or nonsense; NaN and inf used to reach the writer, where inf
+        # crashed Fraction(). An unknown rate becomes 30, the usual webcam rate.
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0)
+        self.fps = fps if math.isfinite(fps) and 0 < fps <= 1000 else 30.0
+        # The size comes from the first frame, not CAP_PROP_FRAME_*: several backends report 0, or the
+        # requested rather than the negotiated size, and the writer and the keypoint normalisation
+        # need the real one (a larger frame than announced crashed H264Writer.write).
+        ok, first = cap.read()
+        if not ok or first is None:
+            cap.release()
+            raise VideoError("the camera opened but gives no frames", file=self.path)
+        self._first: np.ndarray | None = first
+        self.height, self.width = first.shape[:2]
         self.num_frames = 0
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield self._cv2.cvtColor(first, self._cv2.COLOR_BGR2RGB)
         while True:
             ok, bgr = self._cap.read()
             if not ok:
@@ -117,15 +131,17 @@ class H264Writer:
     def __init__(self, path: str | Path, fps: float, width: int, height: int, crf: int = 23) -> None:
         av = require("av", "video")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temp_path_for(self.path)
         self.width, self.height = width + width % 2, height + height % 2
         try:
+            # inside the try: an unusable output folder (e.g. a file in the way) is a VideoError the
+            # CLI reports, not a traceback
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._container = av.open(str(self._tmp), mode="w", format="mp4",
                                       options={"movflags": "+faststart"})
         except (av.error.FFmpegError, OSError) as exc:
             raise VideoError(f"cannot create the output video ({exc})", file=str(self.path)) from None
-        rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(30)
+        rate = Fraction(fps).limit_denominator(1001) if math.isfinite(fps) and fps > 0 else Fraction(30)
         self._stream = self._container.add_stream("libx264", rate=rate)
         self._stream.width, self._stream.height = self.width, self.height
         self._stream.pix_fmt = "yuv420p"
