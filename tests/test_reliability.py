@@ -1,7 +1,9 @@
 """Faults and bad input not covered elsewhere (see docs/reliability.md for the full table).
 
-Crashes and disk errors around checkpoints and stores, untrusted code in checkpoints / pickles /
-YAML (through the API and through the CLI in a subprocess), malformed label files, resource bounds
+Crashes and disk errors around checkpoints and stores, a full disk during train and eval (every
+file of a run, then a resume), ``kill -9`` inside ``stgcn export`` / ``convert-official``, untrusted
+code in checkpoints / pickles / YAML (through the API and through the CLI in a subprocess),
+malformed label files, resource bounds
 (checked in a subprocess under an address-space limit, so a reader that over-allocates fails with
 MemoryError there instead of exhausting the shared machine), and the run lock under concurrency.
 
@@ -675,3 +677,368 @@ def test_gzip_bomb_is_refused_before_exhausting_memory(tmp_path):
     with pytest.raises(DataError, match="decompresses to more than"):
         read_text(bomb, max_bytes=1024 * 1024)
     assert read_text(bomb, max_bytes=8 * 1024 * 1024).startswith("000")
+
+
+# ------------------------------------------------------------------ disk: a full disk during train and eval
+
+
+def _full_disk(monkeypatch, name: str) -> list[Path]:
+    """Every atomic write of a file called ``name`` writes half of its bytes, then hits ENOSPC.
+
+    The fault sits inside ``atomic_write``'s temporary file, as a real full disk would, so the test
+    also sees what a half-written temporary file leaves behind. Returns the paths that failed.
+    """
+    real = atomic.atomic_write
+    hits: list[Path] = []
+
+    def faulty(path, write):
+        if Path(path).name != name:
+            return real(path, write)
+        hits.append(Path(path))
+
+        def half_then_enospc(f):
+            buf = io.BytesIO()
+            write(buf)
+            f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+            f.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        return real(path, half_then_enospc)
+
+    monkeypatch.setattr(atomic, "atomic_write", faulty)
+    return hits
+
+
+def _temp_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*.tmp"))
+
+
+def _disk_cfg(store: Path, out: Path, epochs: int, resume: bool = False):
+    from test_train import tiny_config
+
+    # a step schedule (not cosine) so that growing the epochs of a finished run keeps its trajectory;
+    # checkpoint_every leaves a mid-epoch last.pt to resume from
+    c = tiny_config(store, out, epochs=epochs, resume=resume, checkpoint_every=2)
+    c.scheduler.name = "step"
+    c.scheduler.milestones = [1]
+    return c
+
+
+@pytest.fixture(scope="module")
+def disk_runs(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(store, a finished 2-epoch run, a finished 1-epoch run whose files are the 'previous versions')."""
+    from stgcn.engine import train
+    from test_train import make_store
+
+    root = tmp_path_factory.mktemp("fulldisk")
+    store = make_store(root / "store", n=48)
+    train(_disk_cfg(store, root / "ref", 2))
+    train(_disk_cfg(store, root / "one", 1))
+    return store, root / "ref", root / "one"
+
+
+def _without(text: str, keys: tuple[str, ...]) -> dict:
+    return {k: v for k, v in json.loads(text).items() if k not in keys}
+
+
+def _log_without_times(path: Path) -> list[list[str]]:
+    rows = [ln.split(",") for ln in path.read_text().splitlines()]
+    cols = [i for i, c in enumerate(rows[0]) if c not in ("time_s", "samples_per_s")]
+    return [[r[i] for i in cols] for r in rows]
+
+
+def _assert_same_as_uninterrupted(ref: Path, out: Path) -> None:
+    a = torch.load(ref / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    # every file of the run is there and complete (timings aside)
+    assert _log_without_times(out / "log.csv") == _log_without_times(ref / "log.csv")
+    timing = ("train_time_s", "samples_per_s")
+    assert _without((out / "metrics.json").read_text(), timing) == _without((ref / "metrics.json").read_text(), timing)
+    for png in ("curves.png", "confusion.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with np.load(out / "val_scores.npz", allow_pickle=False) as got, np.load(ref / "val_scores.npz") as want:
+        assert np.array_equal(got["scores"], want["scores"])
+    assert (out / "report.md").read_text().endswith("`config.yaml`\n")
+    assert yaml_epochs(out / "config.yaml") == 2
+    load_model(out / "checkpoints" / "best.pt")
+    assert not _temp_files(out) and not (out / ".lock").exists()
+
+
+def yaml_epochs(path: Path) -> int:
+    import yaml
+
+    return yaml.safe_load(path.read_text())["train"]["epochs"]
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "log.csv", "metrics.json", "val_scores.npz", "curves.png",
+                                  "confusion.png", "report.md"])
+def test_full_disk_during_train_keeps_previous_file_and_resume_finishes(disk_runs, tmp_path, monkeypatch, name):
+    from stgcn.checkpoint import safe_load
+    from stgcn.engine import train
+
+    store, ref, one = disk_runs
+    out = tmp_path / "run"
+    shutil.copytree(one, out)  # a finished 1-epoch run, continued to 2 epochs
+    before = (out / name).read_bytes()
+    hits = _full_disk(monkeypatch, name)
+    with pytest.raises(WriteError, match=rf"could not write {out / name}: No space left on device; the previous "
+                                         r"file \(if any\) is unchanged") as err:
+        train(_disk_cfg(store, out, 2, resume=True))
+    assert err.value.errno == errno.ENOSPC and hits == [out / name]
+    monkeypatch.undo()
+    assert (out / name).read_bytes() == before  # the previous version, not half of the new one
+    assert not _temp_files(out)
+    assert not (out / ".lock").exists()
+    assert safe_load(out / "checkpoints" / "last.pt")["epoch"] in (1, 2)  # still a valid resume point
+
+    # space freed: the same command continues and ends where an uninterrupted run ends
+    train(_disk_cfg(store, out, 2, resume=True))
+    _assert_same_as_uninterrupted(ref, out)
+
+
+def test_full_disk_on_best_checkpoint_during_train(disk_runs, tmp_path, monkeypatch):
+    from stgcn.checkpoint import safe_load
+    from stgcn.engine import train
+
+    store, ref, _ = disk_runs
+    out = tmp_path / "run"
+    _full_disk(monkeypatch, "best.pt")  # first written at the end of epoch 1
+    with pytest.raises(CheckpointError, match=r"best\.pt: No space left on device"):
+        train(_disk_cfg(store, out, 2))
+    monkeypatch.undo()
+    assert not (out / "checkpoints" / "best.pt").exists()
+    assert not _temp_files(out) and not (out / ".lock").exists()
+    state = safe_load(out / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step"]) == (0, 4)  # the last mid-epoch checkpoint before the failure
+
+    train(_disk_cfg(store, out, 2, resume=True))
+    _assert_same_as_uninterrupted(ref, out)
+    a = safe_load(ref / "checkpoints" / "best.pt")["state_dict"]
+    b = safe_load(out / "checkpoints" / "best.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_full_disk_through_the_train_cli_is_exit_2_naming_the_file(disk_runs, tmp_path, monkeypatch, capsys):
+    from stgcn.cli import main
+
+    store, _, _ = disk_runs
+    _full_disk(monkeypatch, "config.yaml")  # the run's first file
+    rc = main(["train", "--data", str(store), "--out", str(tmp_path / "run"), "--model", "stgcn-tiny",
+               "--epochs", "1", "--set", "data.num_workers=0", "--set", "train.progress=false"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith(f"stgcn train: error: could not write {tmp_path / 'run' / 'config.yaml'}: No space left")
+    assert "Traceback" not in err
+    assert not (tmp_path / "run" / "config.yaml").exists() and not _temp_files(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "scores.npz", "per_class.csv", "confusion.png", "report.md"])
+def test_full_disk_while_writing_eval_outputs_keeps_previous_file(tmp_path, monkeypatch, name):
+    from stgcn.engine.evaluate import summarize_scores, write_eval_outputs
+
+    labels = np.arange(12) % 3
+
+    def result(seed):
+        scores = np.random.default_rng(seed).normal(size=(12, 3)).astype(np.float32)
+        return summarize_scores(scores, labels, ["a", "b", "c"], [f"s{i}" for i in range(12)])
+
+    write_eval_outputs(tmp_path, result(1), title="first")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    _full_disk(monkeypatch, name)
+    with pytest.raises(WriteError, match=rf"could not write {tmp_path / name}: No space left on device"):
+        write_eval_outputs(tmp_path, result(2), title="second")
+    monkeypatch.undo()
+    assert (tmp_path / name).read_bytes() == before[name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)  # no temporary file
+    write_eval_outputs(tmp_path, result(2), title="second")
+    assert "second" in (tmp_path / "report.md").read_text()
+
+
+def test_full_disk_during_onnx_export_is_a_write_error(tmp_path, monkeypatch):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from stgcn.export.onnx import export_onnx
+
+    model = stgcn.create_model("stgcn-tiny", layout="kinect-v1", num_classes=3).eval()
+    kw = dict(example_frames=16, check_frames=12, check_batch=2, timing_frames=8, repeat=1)
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path, **kw)
+    before = path.read_bytes()
+    # exported files get the usual permissions, not mkstemp's owner-only 0600
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(onnx, "save", full)
+    with pytest.raises(WriteError, match=rf"could not write {path}: No space left on device"):
+        export_onnx(model, path, **kw)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ------------------------------------------------------------------ crash: kill -9 during export / convert-official
+
+# Runs `stgcn ARGS...` in a child that stops for good inside the rename of TARGET, after touching MARKER:
+# the temporary file is complete, the target not yet replaced. The test then kills it with SIGKILL.
+_STALL_IN_RENAME = textwrap.dedent("""
+    import os, sys, time
+    target, marker = os.path.abspath(sys.argv[1]), sys.argv[2]
+    real_replace = os.replace
+    def stalled(src, dst, *a, **k):
+        if os.path.abspath(dst) == target:
+            open(marker, "w").close()
+            time.sleep(600)
+        return real_replace(src, dst, *a, **k)
+    os.replace = stalled
+    from stgcn.cli import main
+    sys.exit(main(sys.argv[3:]))
+""")
+
+
+def _kill_inside_rename(target: Path, args: list[str]) -> None:
+    marker = target.parent / "stalled"
+    proc = subprocess.Popen([sys.executable, "-c", _STALL_IN_RENAME, str(target), str(marker), *args],
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert marker.exists(), f"the command never reached the rename: {proc.stderr.read().decode()[-2000:]}"
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -9
+    marker.unlink()
+
+
+def _official_checkpoint(path: Path) -> Path:
+    m = stgcn.create_model("stgcn-official", layout="ntu-rgb+d", num_classes=4)
+    torch.save(m.state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize("previous", [True, False], ids=["over-previous", "new-file"])
+def test_sigkill_during_convert_official_keeps_previous_file(tmp_path, previous):
+    import re
+
+    from stgcn.cli import main
+    from stgcn.compat import load_official
+
+    src = _official_checkpoint(tmp_path / "official.pth")
+    dst = tmp_path / "out" / "converted.ckpt"
+    dst.parent.mkdir()
+    old = b""
+    if previous:  # an earlier conversion, of another model
+        tiny = stgcn.create_model("stgcn-tiny", layout="ntu-rgb+d", num_classes=4)
+        save_model(dst, tiny, {"class_names": list("wxyz")})
+        old = dst.read_bytes()
+    args = ["convert-official", str(src), str(dst), "--layout", "ntu-rgb+d"]
+    _kill_inside_rename(dst, args)
+
+    assert dst.read_bytes() == old if previous else not dst.exists()
+    left = [p.name for p in dst.parent.iterdir() if p != dst]
+    # the killed process cannot remove its temporary file; it is hidden and recognisable as one
+    assert len(left) == 1 and re.fullmatch(r"\.converted\.ckpt\..+\.tmp", left[0]), left
+
+    assert main(args) == 0  # the re-run is not confused by the leftover
+    model, meta = load_model(dst)
+    assert model.config["name"] == "stgcn-official" and meta["class_names"] == ["0", "1", "2", "3"]
+    x = torch.randn(1, 3, 20, 25, 2)
+    torch.testing.assert_close(model(x), load_official(src, layout="ntu-rgb+d")(x))
+    assert [p.name for p in dst.parent.iterdir() if p != dst] == left  # no new temporary file
+
+
+@pytest.mark.parametrize("previous", [True, False], ids=["over-previous", "new-file"])
+def test_sigkill_during_onnx_export_keeps_previous_file(tmp_path, previous):
+    import re
+
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from stgcn.cli import main
+    from stgcn.export.onnx import export_onnx
+
+    ckpt = tmp_path / "m.pt"
+    save_model(ckpt, stgcn.create_model("stgcn-tiny", layout="kinect-v1", num_classes=5).eval(),
+               {"class_names": list("abcde"), "layout": "kinect-v1"})
+    target = tmp_path / "out" / "model.onnx"
+    target.parent.mkdir()
+    old = b""
+    if previous:  # an earlier export, of a 3-class model
+        export_onnx(stgcn.create_model("stgcn-tiny", layout="kinect-v1", num_classes=3).eval(), target,
+                    example_frames=16, check_frames=12, check_batch=2, timing_frames=8, repeat=1)
+        old = target.read_bytes()
+    args = ["export", str(ckpt), "--onnx", str(target), "--frames", "8"]
+    _kill_inside_rename(target, args)
+
+    assert target.read_bytes() == old if previous else not target.exists()
+    left = [p.name for p in target.parent.iterdir() if p != target]
+    assert len(left) == 1 and re.fullmatch(r"\.model\.onnx\..+\.tmp", left[0]), left
+
+    assert main(args) == 0
+    proto = onnx.load(target)
+    onnx.checker.check_model(proto)
+    assert json.loads({e.key: e.value for e in proto.metadata_props}["class_names"]) == list("abcde")
+    sess = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    assert sess.run(["logits"], {"skeleton": np.zeros((2, 3, 10, 20, 2), np.float32)})[0].shape == (2, 5)
+    assert [p.name for p in target.parent.iterdir() if p != target] == left
+
+
+# ------------------------------------------------------------------ disk: the temporary file cannot be created
+
+
+def test_failing_temp_file_creation_is_a_write_error(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    atomic_write_bytes(path, b"old")
+
+    def no_inode_left(*a, **k):  # ENOSPC at creat(): a disk out of inodes, or a full directory block
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", no_inode_left)
+    with pytest.raises(WriteError, match=r"could not write .*metrics\.json: No space left on device") as err:
+        atomic_write_bytes(path, b"new")
+    assert err.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert path.read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("verb", ["convert-official", "export"])
+def test_cli_writing_below_a_file_is_exit_2_not_a_traceback(tmp_path, capsys, verb):
+    from stgcn.cli import main
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    if verb == "export":
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
+        save_model(tmp_path / "m.pt", stgcn.create_model("stgcn-tiny", layout="kinect-v1", num_classes=3), {})
+        args = ["export", str(tmp_path / "m.pt"), "--onnx", str(not_a_dir / "m.onnx"), "--frames", "8"]
+    else:
+        args = ["convert-official", str(_official_checkpoint(tmp_path / "o.pth")), str(not_a_dir / "c.pt"),
+                "--layout", "ntu-rgb+d"]
+    assert main(args) == 2  # used to escape as FileExistsError / NotADirectoryError
+    assert capsys.readouterr().err.startswith(f"stgcn {verb}: error: could not write {not_a_dir}")
+    assert not_a_dir.read_text() == "x"
+
+
+def test_convert_official_with_unreadable_labels_file_is_exit_2(tmp_path, capsys):
+    from stgcn.cli import main
+
+    src = _official_checkpoint(tmp_path / "o.pth")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
+    for labels in ("missing.txt", "binary.txt"):
+        args = ["convert-official", str(src), str(tmp_path / "c.pt"), "--layout", "ntu-rgb+d",
+                "--labels", str(tmp_path / labels)]
+        assert main(args) == 2  # used to be a FileNotFoundError / UnicodeDecodeError traceback
+        assert capsys.readouterr().err.startswith(f"stgcn convert-official: error: --labels {tmp_path / labels}")
+    assert not (tmp_path / "c.pt").exists()

@@ -44,8 +44,13 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     says that the previous file is unchanged.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        # Creating the temporary file is where a disk out of inodes or a read-only / missing directory
+        # fails first; it used to escape as a bare OSError (a traceback on the command line).
+        raise write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -57,10 +62,15 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         if isinstance(exc, OSError) and not isinstance(exc, WriteError):
-            raise WriteError(f"could not write {path}: {exc.strerror or exc}; "
-                             "the previous file (if any) is unchanged", exc.errno) from exc
+            raise write_error(path, exc) from exc
         raise
     fsync_dir(path.parent)
+
+
+def write_error(path: str | Path, exc: OSError) -> WriteError:
+    """The :class:`WriteError` for an ``OSError`` met while writing ``path`` atomically."""
+    return WriteError(f"could not write {path}: {exc.strerror or exc}; the previous file (if any) is unchanged",
+                      exc.errno)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -20,11 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..compat import convert_official
+    from ..errors import ConfigError
 
     names = None
     if args.labels:
-        with open(args.labels) as f:
-            names = [ln.strip() for ln in f if ln.strip()]
+        try:
+            with open(args.labels, encoding="utf-8") as f:
+                names = [ln.strip() for ln in f if ln.strip()]
+        except (OSError, UnicodeDecodeError) as exc:  # a missing or binary file is bad input, not a crash
+            raise ConfigError(f"--labels {args.labels}: cannot read the class names: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from exc
     model = convert_official(args.src, args.dst, layout=args.layout, strategy=args.strategy, class_names=names)
     print(f"wrote {args.dst}: stgcn-official, layout {model.layout.name}, {model.num_classes} classes")
     return 0

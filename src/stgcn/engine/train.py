@@ -659,6 +659,10 @@ def _finish(out: Path, cfg: RunConfig, store, va_idx, labels, class_names, score
                                       "curves": "curves.png", "confusion": "confusion.png",
                                       "scores": "val_scores.npz", "report": "report.md",
                                       "best": "checkpoints/best.pt", "last": "checkpoints/last.pt"}.items()}
+    # Written again here, not only at each epoch end: a run stopped after the last epoch's
+    # checkpoint but before its log.csv (a full disk, kill -9) resumes straight to this point, and
+    # would otherwise keep a log.csv without the last epoch.
+    _write_text(files["log"], _history_csv(history))
     _write_text(files["metrics"], json.dumps(metrics, indent=2) + "\n")
     save_scores(files["scores"], res.names, scores, labels, class_names)
     plot_curves(history, files["curves"], title=f"{cfg.model.name} ({cfg.data.stream}) training")
