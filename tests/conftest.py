@@ -25,3 +25,19 @@ def shared() -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    """An untrained tiny demo checkpoint (demo and camera tests)."""
+    from demo_support import make_checkpoint
+
+    return make_checkpoint(tmp_path / "tiny.pt")
+
+
+@pytest.fixture
+def small_video(tmp_path) -> Path:
+    """A 40-frame synthetic mp4 (demo and camera tests; they skip without the [video] extra)."""
+    from demo_support import make_small_video
+
+    return make_small_video(tmp_path / "in.mp4")

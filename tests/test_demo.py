@@ -12,24 +12,13 @@ av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 pytest.importorskip("scipy")
 
+from demo_support import CLASSES  # noqa: E402
 from stgcn.checkpoint import save_model  # noqa: E402
 from stgcn.errors import LayoutError, StgcnError  # noqa: E402
 from stgcn.inference.demo import bundled_video, run_demo  # noqa: E402
 from stgcn.inference.pose import Person  # noqa: E402
-from stgcn.inference.video import H264Writer, VideoError  # noqa: E402
+from stgcn.inference.video import VideoError  # noqa: E402
 from stgcn.models import create_model  # noqa: E402
-
-CLASSES = ["walk", "sit down", "stand up", "pick up"]
-
-
-@pytest.fixture
-def checkpoint(tmp_path):
-    model = create_model("stgcn-tiny", layout="kinect-v1", num_classes=len(CLASSES))
-    path = tmp_path / "tiny.pt"
-    save_model(path, model, {"class_names": CLASSES, "layout": "kinect-v1",
-                             "data": {"layout": "kinect-v1", "in_channels": 3, "clip_len": 32,
-                                      "test_pipeline": [{"name": "center"}]}})
-    return path
 
 
 def probe(path):
@@ -82,13 +71,6 @@ class FakePose:
         self.closed = True
 
 
-@pytest.fixture
-def small_video(tmp_path):
-    path = tmp_path / "in.mp4"
-    with H264Writer(path, 25, 160, 120) as w:
-        for i in range(40):
-            w.write(np.full((120, 160, 3), i * 5, np.uint8))
-    return path
 
 
 def test_interrupt_finalises_video_and_json(checkpoint, small_video, tmp_path):
