@@ -30,3 +30,51 @@ def make_small_video(path: Path) -> Path:
         for i in range(40):
             w.write(np.full((120, 160, 3), i * 5, np.uint8))
     return path
+
+
+class FakePose:
+    """Stands in for MediaPipe: one person walking right (with world landmarks), nobody on the
+    frames in ``empty``, Ctrl-C at frame ``interrupt_at``; keeps the first frame and every shape seen."""
+
+    layout = "mediapipe"
+
+    def __init__(self, interrupt_at: int | None = None, empty=(), **_) -> None:
+        self.n, self.interrupt_at, self.empty, self.closed = 0, interrupt_at, set(empty), False
+        self.first: np.ndarray | None = None
+        self.shapes: set[tuple[int, ...]] = set()
+
+    def __call__(self, frame: np.ndarray) -> list:
+        from stgcn.inference.pose import Person
+
+        if self.first is None:
+            self.first = frame.copy()
+        self.shapes.add(frame.shape)
+        i = self.n
+        self.n += 1
+        if i == self.interrupt_at:
+            raise KeyboardInterrupt
+        if i in self.empty:
+            return []
+        rng = np.random.default_rng(0)
+        xy = rng.uniform(-40, 40, (33, 2)) + [100 + i, 120]
+        kp = np.concatenate([xy, np.full((33, 1), 0.9)], 1).astype(np.float32)
+        box = np.array([*xy.min(0), *xy.max(0)], np.float32)
+        return [Person(kp, box, 0.9, world=rng.normal(0, 0.3, (33, 3)).astype(np.float32))]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def probe(path: Path) -> tuple:
+    """codec, pixel format, decoded frame count, (width, height), frame rate of an mp4."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        n = sum(1 for _ in c.decode(s))
+        return s.codec_context.name, s.codec_context.pix_fmt, n, (s.width, s.height), float(s.average_rate)
+
+
+def no_temporaries(folder: Path) -> bool:
+    """No hidden temporary file left (outputs are written as .NAME.*.tmp and renamed)."""
+    return not [p for p in folder.iterdir() if p.name.startswith(".")]

@@ -18,11 +18,10 @@ av = pytest.importorskip("av")
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("scipy")
 
-from demo_support import CLASSES  # noqa: E402
+from demo_support import CLASSES, FakePose, no_temporaries, probe  # noqa: E402
 from stgcn.cli import main as cli_main  # noqa: E402
 from stgcn.inference import pose as pose_module  # noqa: E402
 from stgcn.inference.demo import bundled_video, run_demo  # noqa: E402
-from stgcn.inference.pose import Person  # noqa: E402
 from stgcn.inference.video import CameraReader, VideoError  # noqa: E402
 
 SERVED = 48  # frames of the clip the camera serves; enough for several 16-frame windows
@@ -102,49 +101,6 @@ def camera(monkeypatch, clip_bgr):
         return opened
 
     return install
-
-
-
-
-
-
-class FakePose:
-    """One person walking right; keeps the first frame it saw; optional Ctrl-C at a frame."""
-
-    layout = "mediapipe"
-
-    def __init__(self, interrupt_at=None, **_):
-        self.n, self.interrupt_at, self.closed, self.first = 0, interrupt_at, False, None
-        self.shapes = set()
-
-    def __call__(self, frame):
-        if self.first is None:
-            self.first = frame.copy()
-        self.shapes.add(frame.shape)
-        i = self.n
-        self.n += 1
-        if i == self.interrupt_at:
-            raise KeyboardInterrupt
-        rng = np.random.default_rng(0)
-        xy = rng.uniform(-40, 40, (33, 2)) + [100 + i, 120]
-        kp = np.concatenate([xy, np.full((33, 1), 0.9)], 1).astype(np.float32)
-        box = np.array([*xy.min(0), *xy.max(0)], np.float32)
-        return [Person(kp, box, 0.9, world=rng.normal(0, 0.3, (33, 3)).astype(np.float32))]
-
-    def close(self):
-        self.closed = True
-
-
-def probe(path):
-    """codec, pixel format, decoded frame count, (width, height), frame rate."""
-    with av.open(str(path)) as c:
-        s = c.streams.video[0]
-        n = sum(1 for _ in c.decode(s))
-        return s.codec_context.name, s.codec_context.pix_fmt, n, (s.width, s.height), float(s.average_rate)
-
-
-def no_temporaries(folder):
-    return not [p for p in folder.iterdir() if p.name.startswith(".")]
 
 
 def test_camera_run_writes_video_and_json_like_a_file(camera, checkpoint, small_video, tmp_path, clip_bgr):
