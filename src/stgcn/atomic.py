@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import WriteError
+from .errors import StgcnError, WriteError
 
 # mkstemp creates files readable by the owner only; finished files get the usual permissions.
 _UMASK = os.umask(0)
@@ -37,11 +37,12 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(f)`` on a temporary binary file, then move it over ``path`` atomically.
-
-    An ``OSError`` (disk full, permissions, ...) becomes :class:`stgcn.errors.WriteError`, which
-    says that the previous file is unchanged.
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary file next to ``path`` (hidden ``.NAME.*.tmp``) for writers that need a file name
+    (``torch.onnx.export``, ``onnx.save``); when the block ends without an error the file is fsync'ed,
+    given the usual permissions and renamed over ``path``. On any error it is removed and ``path`` is
+    untouched; an ``OSError`` (disk full, permissions, ...) becomes :class:`WriteError`.
     """
     path = Path(path)
     try:
@@ -51,20 +52,31 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         # Creating the temporary file is where a disk out of inodes or a read-only / missing directory
         # fails first; it used to escape as a bare OSError (a traceback on the command line).
         raise write_error(path, exc) from exc
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        # data on disk before the rename, else a power cut can leave an empty file under the final name
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+        if isinstance(exc, OSError) and not isinstance(exc, StgcnError):
             raise write_error(path, exc) from exc
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(f)`` on a temporary binary file, then move it over ``path`` atomically
+    (see :func:`atomic_path`); an ``OSError`` becomes :class:`WriteError`."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
 
 
 def write_error(path: str | Path, exc: OSError) -> WriteError:

@@ -13,8 +13,6 @@ was baked in during tracing is caught here rather than in production.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import _FILE_MODE, fsync_dir, write_error
+from ..atomic import atomic_path
 from ..errors import CheckpointError, ShapeError, StgcnError, require
 
 
@@ -90,13 +88,8 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = 17, num_persons: i
     path = Path(path)
     g = torch.Generator().manual_seed(seed)
     example = torch.randn(1, c, example_frames, v, m, generator=g)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:  # no inode left, read-only or missing directory: no traceback
-        raise write_error(path, exc) from exc
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp_path:
+        tmp = str(tmp_path)
         with warnings.catch_warnings():
             # the legacy exporter is deprecated in favour of dynamo, and the model's input checks
             # trace to constants; neither changes the exported graph
@@ -108,7 +101,7 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = 17, num_persons: i
                                                            "logits": {0: "batch"}},
                 )
             except OSError:
-                raise  # a full disk is not a model problem: reported as WriteError below
+                raise  # a full disk is not a model problem: atomic_path reports it as WriteError
             except Exception as exc:  # torch raises many unrelated types here
                 raise ExportError(f"torch.onnx.export failed for this model: {type(exc).__name__}: {exc}") from exc
         proto = onnx.load(tmp)
@@ -141,24 +134,6 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = 17, num_persons: i
         ort_ms = _time(lambda: sess.run(["logits"], {"skeleton": xn}), repeat)
         with torch.inference_mode():
             torch_ms = _time(lambda: model(xt), repeat)
-        # The same guarantees as stgcn.atomic: data on disk before the rename (else a power cut can
-        # leave an empty file under the final name) and the usual permissions (mkstemp's are 0600).
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except OSError as exc:
-        # disk full / permissions: a clear error instead of a traceback from onnx or torch
-        if isinstance(exc, StgcnError):
-            raise
-        raise write_error(path, exc) from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    fsync_dir(path.parent)
     return ExportReport(path=path, opset=opset, export_shape=tuple(example.shape), check_shape=tuple(x.shape),
                         max_abs_diff=diff, max_abs_logit=float(np.abs(ref).max()), ort_ms=ort_ms,
                         torch_ms=torch_ms, timing_shape=tuple(xt.shape), repeat=repeat, threads=torch.get_num_threads())
