@@ -176,6 +176,9 @@ def test_fuzz_fast_path_gives_a_sample_or_data_error(raw):
 # ---- walk_xyz: read_ntu's path (counts walked in C, x, y, z kept) --------------------------------
 
 
+needs_walk = pytest.mark.skipif(not hasattr(fast, "walk_xyz"), reason="walk_xyz is built only with SSE2")
+
+
 def walk(data: bytes, bodies_cap: int | None = None):
     counts, ids, vals = ntu._xyz_buffers(len(data))
     if bodies_cap is not None:  # smaller output buffers than the file needs
@@ -203,6 +206,7 @@ def reference_walk(data: bytes):
     return counts, ids, np.concatenate(rows) if rows else np.empty(0)
 
 
+@needs_walk
 def test_walk_xyz_matches_the_token_list():
     rng = np.random.default_rng(7)
     for frames, bodies in ((1, 1), (37, 2), (64, 3), (5, 0)):
@@ -213,6 +217,7 @@ def test_walk_xyz_matches_the_token_list():
         assert vals.tobytes() == ref_vals.tobytes()  # bit for bit, as float()
 
 
+@needs_walk
 @pytest.mark.parametrize("sep", [b" ", b"\t", b"\r\n", b"  \n\x0b\x0c "])
 def test_walk_xyz_any_whitespace_and_block_boundaries(sep):
     # Tokens of every length straddle the 64-byte blocks of the whitespace bitmap somewhere.
@@ -223,6 +228,7 @@ def test_walk_xyz_any_whitespace_and_block_boundaries(sep):
     assert status == 0 and counts.tolist() == ref[0] and ids.tolist() == ref[1] and vals.tobytes() == ref[2].tobytes()
 
 
+@needs_walk
 def test_walk_xyz_plain_token_shapes_in_unused_fields():
     text = ntu.synthesize_skeleton_text(2, 1, np.random.default_rng(9))
     lines = text.split("\n")
@@ -238,6 +244,7 @@ def test_walk_xyz_plain_token_shapes_in_unused_fields():
         assert walk(changed)[0] == 1, bad  # not plain: the full tokeniser decides
 
 
+@needs_walk
 @pytest.mark.parametrize("mutate, match", BAD)
 def test_walk_xyz_leaves_bad_files_to_the_full_path(tmp_path, no_extension, mutate, match):
     text = mutate(ntu.synthesize_skeleton_text(4, 1, np.random.default_rng(1))).encode()
@@ -254,6 +261,7 @@ def test_walk_xyz_leaves_bad_files_to_the_full_path(tmp_path, no_extension, muta
     assert errs[0] == errs[1]
 
 
+@needs_walk
 def test_walk_xyz_body_ids_and_capacity():
     text = ntu.synthesize_skeleton_text(3, 2, np.random.default_rng(2))
     body_id = text.split("\n")[2].split()[0]
@@ -271,6 +279,7 @@ def test_walk_xyz_body_ids_and_capacity():
         fast.walk_xyz(text.encode(), bytes(8), bytes(8), bytes(8))  # read-only output
 
 
+@needs_walk
 def test_read_ntu_takes_the_walk_and_equals_the_full_parse(tmp_path, monkeypatch):
     rng = np.random.default_rng(11)
     text = ntu.synthesize_skeleton_text(50, 3, rng).split("\n", 1)[1]
@@ -293,6 +302,7 @@ def test_read_ntu_takes_the_walk_and_equals_the_full_parse(tmp_path, monkeypatch
                        ntu.skeleton_to_sample(full, body_selection=sel))
 
 
+@needs_walk
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.builds(lambda i, b: _VALID[:i].encode() + b + _VALID[i:].encode(),
                  st.integers(0, len(_VALID)), st.binary(max_size=8))

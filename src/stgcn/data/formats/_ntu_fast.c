@@ -12,6 +12,12 @@
  * at most 19 significant digits and a small exponent, so mantissa x or / 10^k in double is one
  * correctly rounded operation on exact operands and equals float() bit for bit. Everything else
  * goes to PyOS_string_to_double, the very function float() uses.
+ *
+ * walk_xyz(buf, counts, ids, values) -> (status, frames, bodies)
+ * read_ntu's path: walks the frame/body/joint counts in C and keeps x, y, z of each joint (plus the
+ * body fields); the 9 other joint fields are checked but never converted. It takes only files that
+ * the fast number path reads whole; status 1 sends anything else to tokenize + ntu.py, which reads
+ * it exactly or names what is wrong. Built only with SSE2 (see the walker's section).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -223,6 +229,12 @@ fail_in:
 
 /* ---- read_ntu's path: the whole structure walked in C, x, y, z kept ------------------------------ */
 
+/* Only where SSE2 is (every x86-64 compiler; MSVC does not define __SSE2__): without plain_token the
+ * walker converts every token and is no faster than tokenize (measured with -U__SSE2__: 18.7x against
+ * the ~20x of tokenize), so other platforms keep tokenize and ntu.py sees no walk_xyz. */
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+
 enum { BODY_FIELDS = 9, JOINTS = 25, JOINT_FIELDS = 12, BODY_VALUES = BODY_FIELDS + 3 * JOINTS };
 
 /* Token starts come from a whitespace bitmap built 64 bytes at a time, so no loop runs over the
@@ -235,8 +247,6 @@ typedef struct {
     uint64_t carry;     /* 1 if the last byte of the previous block is whitespace */
 } Cursor;
 
-#if defined(__SSE2__) || defined(_M_X64) /* every x86-64 compiler; MSVC does not define __SSE2__ */
-#include <emmintrin.h>
 static inline unsigned ws_bits(__m128i x)
 {
     __m128i t = _mm_sub_epi8(x, _mm_set1_epi8(9)); /* 9..13 -> 0..4 */
@@ -263,19 +273,10 @@ static inline int plain_token(const unsigned char *s)
                                                              _mm_cmpeq_epi8(x, _mm_set1_epi8('+')))) & 1u;
     return digit != 0 && (digit | dot | sign) == tok && (dot & (dot - 1)) == 0;
 }
-#define HAVE_PLAIN_TOKEN 1
 static inline uint64_t ws64(const unsigned char *p)
 {
     return ws16(p) | ws16(p + 16) << 16 | ws16(p + 32) << 32 | ws16(p + 48) << 48;
 }
-#else /* no SSE2 (ARM and others): correct, and about as fast as tokenize */
-static inline uint64_t ws64(const unsigned char *p)
-{
-    uint64_t w = 0;
-    for (int i = 0; i < 64; i++) w |= (uint64_t)IS_WS[p[i]] << i;
-    return w;
-}
-#endif
 
 /* Loads the block at c->block; 0 past the end of the text. */
 static inline int load_block(Cursor *c)
@@ -322,17 +323,12 @@ static inline int next_number(Cursor *c, double *v)
 /* A token that must be a finite number, its value not needed; 0 or -1 as next_number. */
 static inline int skip_number(Cursor *c)
 {
-#ifdef HAVE_PLAIN_TOKEN
     const unsigned char *p = next_start(c), *stop;
     double v;
     if (p == NULL) return -1;
     if (c->end - p >= 16 && plain_token(p)) return 0;
     int kind = parse_fast(p, c->end, &v, &stop);
     return kind < 0 || (stop < c->end && !IS_WS[*stop]) ? -1 : 0;
-#else
-    double v;
-    return next_number(c, &v) < 0 ? -1 : 0;
-#endif
 }
 
 /* A count: a plain integer token in [0, 2**53), or -1. */
@@ -425,11 +421,16 @@ fail_in:
     return NULL;
 }
 
+#define HAVE_WALK_XYZ 1
+#endif /* SSE2 */
+
 static PyMethodDef methods[] = {
     {"tokenize", tokenize, METH_VARARGS,
      "tokenize(buf, values, starts, kinds) -> (n, bad_offset, nonfinite); see the module source."},
+#ifdef HAVE_WALK_XYZ
     {"walk_xyz", walk_xyz, METH_VARARGS,
      "walk_xyz(buf, counts, ids, values) -> (status, frames, bodies); see the module source."},
+#endif
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,8 +11,9 @@ token values without a loop per joint.
   (plain integer, other number, nan/inf, not a number).
 * :func:`read_ntu` (x, y, z only) first tries the extension's ``walk_xyz``, which walks the counts
   in C as well and checks the 9 joint fields it does not keep without converting them: half the
-  time of tokenising. It takes only well-formed files of plain numbers; anything else goes to the
-  tokeniser below, which reads it exactly or names the problem, so both give the same result.
+  time of tokenising (built with SSE2 only, i.e. on x86-64: elsewhere it would be no faster). It
+  takes only well-formed files of plain numbers; anything else goes to the tokeniser below, which
+  reads it exactly or names the problem, so both give the same result.
 * Without it, numpy does the tokenising: every token is parsed as an *integer* by
   ``np.fromstring`` after the decimal points are deleted (integer parsing in C is an order of
   magnitude faster than float parsing), and the number of digits after each point is measured from
@@ -598,7 +599,7 @@ def _load(path: str | Path, xyz_only: bool = False) -> NTUSkeleton:
         raise DataError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from None
     skel = None
     if _ntu_fast is not None:
-        if xyz_only and hasattr(_ntu_fast, "walk_xyz"):  # an extension built before walk_xyz lacks it
+        if xyz_only and hasattr(_ntu_fast, "walk_xyz"):  # built only with SSE2 (x86-64), see _ntu_fast.c
             skel = _parse_xyz_c(data, str(path))
         if skel is None:
             skel = _parse_c(data, str(path), xyz_only)
