@@ -27,9 +27,7 @@ import numpy as np
 
 from ..errors import CheckpointError, LayoutError, ShapeError
 from ..graph import get_layout
-from .mapping import WORLD_LAYOUTS, canonical_layout, mapping_table, mediapipe_world_to_kinect
-
-TWO_D_LAYOUTS = frozenset({"openpose", "coco", "mediapipe"})
+from .mapping import mapping_table, mediapipe_world_to_kinect
 
 
 @dataclass
@@ -47,7 +45,7 @@ class DataContract:
     @property
     def world(self) -> bool:
         """Whether the model wants metric 3D coordinates (Kinect-like) rather than image ones."""
-        return canonical_layout(self.layout) in WORLD_LAYOUTS or (
+        return get_layout(self.layout).dims == 3 or (
             self.channels is not None and "z" in self.channels)
 
     @classmethod
@@ -185,7 +183,7 @@ class Predictor:
         t = max((len(s) for s in slots), default=0)
         m = max(self.contract.num_persons, 1)
         v = self.layout.num_joints
-        table_src = canonical_layout(src_layout)
+        table_src = get_layout(src_layout).name
         self.check_source(table_src)
         c = 3
         arr = np.zeros((c, max(t, 1), v, m), np.float32)
