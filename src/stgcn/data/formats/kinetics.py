@@ -183,7 +183,8 @@ def read_kinetics(path: str | Path, *, max_persons: int = 2, person_selection: s
             label = None if li == -1 else li  # -1 = unlabeled (the test set release)
     if label is not None and class_names is not None and not 0 <= label < len(class_names):
         raise DataError(f"label {label} outside the {len(class_names)} classes", file=file, record="label_index")
-    meta = {"frames_in_file": len(frames), "person_selection": person_selection, "pad_mode": pad_mode,
+    meta = {"layout": "openpose", "frames_in_file": len(frames), "person_selection": person_selection,
+            "pad_mode": pad_mode,
             "pad_to": pad_to, "label_name": doc.get("label")}
     return Sample(keypoint=kp, score=score, label=label, name=path.stem, meta=meta)
 
