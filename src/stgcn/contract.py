@@ -15,7 +15,8 @@ folders, videos), the camera stream and the ONNX export all build their input fr
   y / H, zero where the score is 0), as the Kinetics-skeleton data is; else ``none``;
 * ``test_pipeline`` (transform specs), ``test_clips``, ``seed``, ``stream``;
 * ``clip_len``: the median training clip length, the default live window; ``min_frames``: a person
-  seen in fewer frames than this is "nobody there".
+  seen in fewer frames than this is "nobody there" (half the shortest training clip, at most a
+  quarter of ``clip_len``).
 
 Checkpoints written before this contract still load: what the old meta does not say is inferred
 (persons from the store meta it kept, channels from the layout) or takes the stated defaults
@@ -139,9 +140,10 @@ class DataContract:
         if lengths is not None:
             lengths = np.asarray(lengths)[np.asarray(train_index, dtype=np.int64)]
             clip_len = max(1, int(np.median(lengths)))
-            # the shortest training clip, but at most a quarter window, so that a store of padded
-            # clips (Kinetics: every clip 300 frames) still answers for a person seen part of the time
-            min_frames = max(1, min(int(lengths.min()), clip_len // 4))
+            # half the shortest training clip (no action was shorter; half leaves room for missed
+            # detections), at most a quarter window, so that a store of padded clips (Kinetics:
+            # every clip 300 frames) still answers for a person seen part of the time
+            min_frames = max(1, min(int(lengths.min()) // 2, clip_len // 4))
         return cls(layout=layout, num_persons=int(first.shape[3]), channels=tuple(channels),
                    in_channels=int(in_channels), test_pipeline=tuple(dict(s) for s in test_pipeline),
                    test_clips=int(test_clips), seed=int(seed), stream=stream, clip_len=clip_len,
