@@ -315,3 +315,20 @@ def test_predict_cli_store_sample_is_a_raw_clip(tmp_path, capsys):
     save_model(tmp_path / "msr.pt", msr.model, msr.meta)
     assert main(["predict", f"{tmp_path / 's'}#3", "--checkpoint", str(tmp_path / "msr.pt")]) == 2
     assert "kinect-v1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.video
+def test_predict_blank_video_with_mediapipe_is_nobody(tmp_path, capsys):
+    """`stgcn predict blank.mp4` used to answer "waveHands 0.9900"."""
+    pytest.importorskip("mediapipe")
+    pytest.importorskip("scipy")
+    from demo_support import make_small_video
+    from stgcn.cli import main
+
+    video = make_small_video(tmp_path / "blank.mp4")  # grey frames written with PyAV
+    p = tiny("kinect-v1", {"num_persons": 1, "test_pipeline": [{"name": "center"}]})
+    save_model(tmp_path / "m.pt", p.model, p.meta)
+    assert main(["predict", str(video), "--checkpoint", str(tmp_path / "m.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "nobody there: a person in 0 of 40 frames" in out and not any(n in out for n in NAMES)

@@ -14,9 +14,9 @@ folders, videos), the camera stream and the ONNX export all build their input fr
 * ``normalization``: ``kinetics`` when pixel coordinates are divided by the image size (x / W,
   y / H, zero where the score is 0), as the Kinetics-skeleton data is; else ``none``;
 * ``test_pipeline`` (transform specs), ``test_clips``, ``seed``, ``stream``;
-* ``clip_len``: the median training clip length, the default live window; ``min_frames``: a person
-  seen in fewer frames than this is "nobody there" (half the shortest training clip, at most a
-  quarter of ``clip_len``).
+* ``clip_len``: the longest training clip, the default live window (every action the model learned
+  fits in it); ``min_frames``: a person seen in fewer frames than this is "nobody there" (half the
+  shortest training clip, at most a quarter of ``clip_len``).
 
 Checkpoints written before this contract still load: what the old meta does not say is inferred
 (persons from the store meta it kept, channels from the layout) or takes the stated defaults
@@ -34,12 +34,12 @@ import numpy as np
 
 from .errors import CheckpointError, LayoutError, ShapeError
 from .graph import Layout, get_layout
+from .graph.layouts import NORMALIZATIONS
 
 #: Person slots of a checkpoint whose meta records none (and whose store meta is not there either).
 DEFAULT_PERSONS = 1
 #: The official Kinetics feeder's input after dividing by the image size: x and y minus 0.5.
 KINETICS_TEST_PIPELINE = ({"name": "center", "value": 0.5},)
-NORMALIZATIONS = ("none", "kinetics")
 # Pixel coordinates are told from image fractions by their size: fractions stay within about
 # [-0.5, 1.5] even for joints estimated outside the frame.
 _PIXELS = 1.5
@@ -66,8 +66,8 @@ class DataContract:
     test_clips: int = 1
     seed: int = 0
     stream: str = "joint"
-    clip_len: int | None = None
-    min_frames: int = 1
+    clip_len: int | None = None  # the longest training clip (frames): the default live window
+    min_frames: int = 1           # fewer frames of a person than this: nobody there
 
     def __post_init__(self) -> None:
         if self.num_persons < 1:
@@ -139,7 +139,7 @@ class DataContract:
         clip_len = min_frames = None
         if lengths is not None:
             lengths = np.asarray(lengths)[np.asarray(train_index, dtype=np.int64)]
-            clip_len = max(1, int(np.median(lengths)))
+            clip_len = max(1, int(lengths.max()))
             # half the shortest training clip (no action was shorter; half leaves room for missed
             # detections), at most a quarter window, so that a store of padded clips (Kinetics:
             # every clip 300 frames) still answers for a person seen part of the time

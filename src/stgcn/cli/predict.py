@@ -14,8 +14,6 @@ import argparse
 from pathlib import Path
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
-FORMATS = ("ntu", "kinetics", "openpose", "pyskl", "npy", "npz", "msr-action3d", "utkinect", "kard", "florence3d",
-           "sbu")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the checkpoint is the official Kinetics-400 ST-GCN (layout openpose, Kinetics labels)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--index", type=int, help="sample index when INPUT is a prepared store")
-    p.add_argument("--format", choices=FORMATS, help="format of a skeleton file (default: from its name)")
+    p.add_argument("--format", help="format of a skeleton file: a reader of `stgcn prepare` such as msr-action3d, "
+                                    "utkinect, sbu, ntu, kinetics, npy (default: from the file name)")
     p.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
                    help="reader option for a skeleton file (repeatable; e.g. --set start=12 --set end=40 "
                         "for a UTKinect segment)")
@@ -56,7 +55,7 @@ def _store_sample(predictor, path: Path, index: int, topk: int) -> tuple[list, s
     store = open_store(path)
     if not 0 <= index < len(store):
         raise DataError(f"index {index} out of range: the store has {len(store)} samples", file=str(path))
-    top = predictor(store.get(index), topk, layout=store.joint_layout())
+    top = predictor(store.get(index), topk, layout=store.joint_layout(), what=f"{path}#{index}")
     label, truth = int(store.labels[index]), None
     if label >= 0:
         names = store.class_names or predictor.class_names

@@ -29,6 +29,7 @@ from ..errors import LayoutError
 # `joints: 100000000` is refused before anything is sized by it.
 MAX_JOINTS = 1024
 
+# input normalisations: "kinetics" divides pixel coordinates by the frame size (Kinetics-skeleton)
 NORMALIZATIONS = ("none", "kinetics")
 _TABLE_KEYS = ("name", "joints", "edges", "center", "description", "dims", "aliases", "normalization")
 
@@ -53,6 +54,7 @@ class Layout:
     aliases: tuple[str, ...] = ()
     normalization: str = "none"  # input normalisation of the official checkpoints on this layout
     _parents: tuple[int, ...] = field(default=(), repr=False)
+    _key: tuple = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         v = len(self.joint_names)
@@ -81,19 +83,20 @@ class Layout:
             raise LayoutError(f"layout {where!r}: normalization must be one of {list(NORMALIZATIONS)}, "
                               f"not {self.normalization!r}")
         object.__setattr__(self, "_parents", tuple(_bfs_parents(v, self.edges, self.center, where)))
+        bones = tuple(sorted(tuple(sorted(e)) for e in self.edges))
+        object.__setattr__(self, "_key", (self.joint_names, bones, self.center))
 
     # -- identity --------------------------------------------------------------------------------
     @property
     def key(self) -> tuple:
         """What makes two layouts the same skeleton: joint names in order, the set of bones, the centre."""
-        bones = tuple(sorted(tuple(sorted(e)) for e in self.edges))
-        return self.joint_names, bones, self.center
+        return self._key
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Layout) and self.key == other.key
+        return self is other or (isinstance(other, Layout) and self._key == other._key)
 
     def __hash__(self) -> int:
-        return hash(self.key)
+        return hash(self._key)
 
     @property
     def builtin(self) -> bool:
@@ -103,7 +106,7 @@ class Layout:
     @property
     def canonical(self) -> Layout | None:
         """The built-in layout with this table (whatever this one is called), or None."""
-        return next((b for b in _BUILTIN.values() if b == self), None)
+        return _BY_KEY.get(self._key)
 
     @property
     def ref(self) -> str | dict:
@@ -295,10 +298,12 @@ _BUILTIN: dict[str, Layout] = {}
 
 
 _ALIASES: dict[str, str] = {}
+_BY_KEY: dict[tuple, Layout] = {}
 
 
 def _register(layout: Layout) -> None:
     _BUILTIN[layout.name] = layout
+    _BY_KEY[layout.key] = layout
     for a in layout.aliases:
         _ALIASES[a] = layout.name
 

@@ -88,22 +88,23 @@ class Predictor:
 
     # -- raw clips -------------------------------------------------------------------------------
     def prepare(self, clip: Any, *, layout: Layout | str | Mapping | None = None,
-                image_size: tuple[float, float] | None = None) -> np.ndarray:
+                image_size: tuple[float, float] | None = None, what: str | None = None) -> np.ndarray:
         """The model input (clips, C, T, V, M) of a raw clip: a Sample, or (C, T, V, M) as the store
         keeps it. ``layout``: the clip's layout when known (a Sample's ``meta["layout"]`` otherwise),
-        checked against the model's; ``image_size`` (width, height) for pixel coordinates."""
-        channels, what = None, "the input"
+        checked against the model's; ``image_size`` (width, height) for pixel coordinates; ``what``
+        names the clip in errors."""
+        channels = None
         if hasattr(clip, "to_array"):  # a Sample
             meta = getattr(clip, "meta", {}) or {}
             layout = layout if layout is not None else meta.get("layout")
             image_size = image_size if image_size is not None else _image_size(meta)
             channels = channel_names(clip.keypoint.shape[3], clip.score is not None and clip.keypoint.shape[3] == 2)
-            what = f"sample {clip.name!r}" if getattr(clip, "name", "") else "the sample"
+            what = what or (f"sample {clip.name!r}" if getattr(clip, "name", "") else "the sample")
             clip = clip.to_array()
         elif isinstance(clip, self.torch.Tensor):
             clip = clip.detach().cpu().numpy()
         return self.contract.prepare(np.asarray(clip), layout=layout, channels=channels, image_size=image_size,
-                                     what=what)
+                                     what=what or "the input")
 
     def logits(self, clip: Any, **kw: Any) -> np.ndarray:
         """Logits (classes,) of one raw clip: the mean over its test clips, as ``stgcn eval`` scores."""
