@@ -395,7 +395,7 @@ def _train(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
         if not info.is_main:
             store = open_data(cfg.data.path, cfg.data.cache_dir, cfg.data.layout)
     layout = training_layout(cfg.data.layout, store, cfg.data.path)  # checked against the store's by table
-    cfg.data.layout = cfg.data.layout or layout.name
+    cfg.data.layout = cfg.data.layout or (layout.name if layout.builtin else None)  # None: the store's table
     class_names = list(store.class_names)
     cfg.data.train_split, cfg.data.val_split = resolve_splits(store, cfg.data.train_split, cfg.data.val_split)
     tr_idx = np.asarray(store.split(cfg.data.train_split), dtype=np.int64)
