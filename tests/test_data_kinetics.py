@@ -78,3 +78,13 @@ def test_source(tmp_path):
     from stgcn.data import load_item
     s = load_item(src.items[0])
     assert s.keypoint.shape == (2, 8, 18, 2) and s.label == 1
+
+
+def test_huge_integer_is_a_named_error(tmp_path):
+    p = _clip(tmp_path / "c.json")
+    doc = json.loads(p.read_text())
+    doc["data"][0]["skeleton"][0]["pose"][0] = 10 ** 400  # json writes all 401 digits
+    p.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="integer of 401 digits") as info:
+        read_kinetics(p)
+    assert str(p) in str(info.value)

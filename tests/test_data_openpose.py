@@ -57,3 +57,25 @@ def test_source(tmp_path):
     assert src.class_names == ["clap", "wave"] and len(src.items) == 2 and len(src.rejects) == 1
     s = load_item(src.items[0])
     assert s.keypoint.shape == (1, 3, 18, 2) and s.label == 1 and src.layout == "openpose"
+
+
+def test_frame_numbers_are_bounded_before_allocating(tmp_path):
+    from stgcn.data.formats.openpose import frame_files
+
+    d = _write(tmp_path / "clip", 1)
+    _write(d, 1, start=999999999999)
+    for read in (read_openpose, frame_files):
+        with pytest.raises(DataError, match="span more than") as info:
+            read(d)
+        assert "999999999999" in str(info.value)
+
+
+def test_huge_integer_is_a_named_error(tmp_path):
+    d = _write(tmp_path / "clip", 2)
+    f = d / "vid_000000000001_keypoints.json"
+    doc = json.loads(f.read_text())
+    doc["people"][0]["pose_keypoints_2d"][0] = 10 ** 400
+    f.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="integer of 401 digits") as info:
+        read_openpose(d)
+    assert f.name in str(info.value)

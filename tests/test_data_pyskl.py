@@ -75,3 +75,25 @@ def test_wrong_keys(tmp_path, doc, match):
 def test_garbage_bytes():
     with pytest.raises(DataError, match="pickle"):
         safe_loads(b"\x80\x04not a pickle")
+
+
+def test_layout_option_and_joint_count(tmp_path):
+    p = tmp_path / "v20.pkl"
+    write_pyskl(p, _anns(v=20), {})
+    assert open_source("pyskl", str(p)).layout == "unknown"  # 20 joints: kinect-v1 or msr-action3d?
+    assert open_source("pyskl", str(p), layout="msr-action3d").layout == "msr-action3d"
+    with pytest.raises(DataError, match="20 joints; layout 'coco' has 17"):
+        open_source("pyskl", str(p), layout="coco")
+
+
+@pytest.mark.parametrize("label", [10 ** 9, -1, "walk", True])
+def test_label_is_bounded_before_allocating(tmp_path, label):
+    from stgcn.data.formats.pyskl import MAX_CLASSES
+
+    anns = _anns()
+    anns[1]["label"] = label
+    p = tmp_path / "big.pkl"
+    write_pyskl(p, anns, {})
+    with pytest.raises(DataError, match=f"0..{MAX_CLASSES - 1}") as info:
+        open_source("pyskl", str(p))  # used to build a list of a billion class names
+    assert "annotations[1]" in str(info.value)

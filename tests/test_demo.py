@@ -74,3 +74,31 @@ def test_errors(checkpoint, tmp_path):
 def test_bundled_video_is_packaged():
     p = bundled_video()
     assert p.is_file() and (p.parent / "PROVENANCE.md").is_file()
+
+
+def test_cli_writes_the_json_beside_the_video(checkpoint, small_video, tmp_path, monkeypatch, capsys):
+    from stgcn.cli import main
+    from stgcn.inference import pose as pose_module
+
+    def factory(**kw):
+        return FakePose()
+
+    factory.layout = FakePose.layout
+    monkeypatch.setattr(pose_module, "MediaPipePose", factory)
+    base = ["demo", str(small_video), "--checkpoint", str(checkpoint), "--window", "16", "--stride", "8"]
+    assert main([*base, "--out", str(tmp_path / "a.mp4")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["frames"] == 40  # OUT.json by default
+    assert main([*base, "--out", str(tmp_path / "b.mp4"), "--no-json"]) == 0
+    assert (tmp_path / "b.mp4").is_file() and not (tmp_path / "b.json").exists()
+    assert main([*base, "--out", str(tmp_path / "c.mp4"), "--json", str(tmp_path / "elsewhere.json")]) == 0
+    assert (tmp_path / "elsewhere.json").is_file() and not (tmp_path / "c.json").exists()
+    assert main([*base, "--out", str(tmp_path / "d.mp4"), "--json", "x.json", "--no-json"]) == 2
+    capsys.readouterr()
+
+
+def test_blank_video_is_nobody_there(checkpoint, small_video, tmp_path):
+    r = run_demo(video=small_video, checkpoint=checkpoint, json_out=tmp_path / "o.json",
+                 pose=FakePose(empty=range(40)), window=16, stride=8)
+    doc = json.loads((tmp_path / "o.json").read_text())
+    assert doc["windows"] and all(w["nobody"] and w["scene"] == [] for w in doc["windows"])
+    assert "last window: nobody there" in r.summary()

@@ -118,3 +118,96 @@ def test_fuse_cli(tmp_path, capsys):
 
 def test_classes_constant():
     assert CLASSES == ["wave", "kick", "still"]
+
+
+def test_eval_compares_layouts_by_table(run, tmp_path):
+    """A checkpoint of one 20-joint order on a store of another is refused (joint counts are equal)."""
+    from stgcn.checkpoint import load_model, save_model
+    from stgcn.contract import DataContract
+    from stgcn.engine import evaluate
+    from stgcn.errors import LayoutError
+    from stgcn.graph import get_layout
+    from stgcn.models import create_model
+
+    store, res = run
+    _, meta = load_model(res.best_checkpoint)
+    c = DataContract.from_meta(meta)
+    msr = DataContract(**{**c.__dict__, "layout": get_layout("msr-action3d")})
+    save_model(tmp_path / "msr.pt", create_model("stgcn-tiny", layout="msr-action3d", num_classes=3),
+               {**meta, "layout": "msr-action3d", "data": msr.to_dict()})
+    with pytest.raises(LayoutError, match="'kinect-v1'.*'msr-action3d'"):
+        evaluate(tmp_path / "msr.pt", store, "val", num_workers=0, progress=False)
+
+
+def test_custom_layout_yaml_works_from_another_folder(tmp_path, monkeypatch):
+    """A store and a checkpoint of a custom YAML layout keep its table, not its (relative) path."""
+    from stgcn.cli import main
+    from stgcn.data.prepare import prepare
+    from stgcn.data.store import open_store
+    from stgcn.engine import evaluate, train
+
+    work = tmp_path / "work"
+    (work / "clips").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = ["name,label,split"]
+    for i in range(12):
+        np.save(work / "clips" / f"c{i}.npy", rng.normal(size=(1, 10 + i, 5, 3)).astype(np.float32))
+        rows.append(f"c{i},{i % 2},{'train' if i % 3 else 'val'}")
+    (work / "clips" / "labels.csv").write_text("\n".join(rows) + "\n")
+    (work / "toy5.yaml").write_text("joints: [a, b, c, d, e]\nedges: [[a, b], [b, c], [c, d], [d, e]]\n"
+                                    "center: c\ndims: 3\n")
+    monkeypatch.chdir(work)
+    prepare("arrays", "clips", "store", layout="toy5.yaml", progress=False, workers=1)
+    cfg = tiny_config(work / "store", work / "run", epochs=1)
+    cfg.data.test_pipeline = [{"name": "uniform_sample", "clip_len": 8, "test_mode": True}]
+    res = train(cfg)
+    meta_text = (work / "store" / "meta.json").read_text()
+    assert "toy5.yaml" not in meta_text and json.loads(meta_text)["layout"] == "toy5"
+    (work / "toy5.yaml").unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    ev = evaluate(res.best_checkpoint, work / "store", "val", num_workers=0, progress=False)
+    assert ev.metrics["num_samples"] == 4
+    assert open_store(work / "store").joint_layout().name == "toy5"
+    assert main(["predict", f"{work / 'store'}#0", "--checkpoint", str(res.best_checkpoint)]) == 0
+
+
+def test_pyskl_conversion_honours_the_layout_and_caches_per_layout(tmp_path):
+    """A 20-joint pickle is converted in the layout asked for; another layout is another cache."""
+    from stgcn.data.formats.pyskl import write_pyskl
+    from stgcn.engine.evaluate import open_data, pickle_cache_dir
+
+    rng = np.random.default_rng(0)
+    anns = [{"frame_dir": f"v{i}", "label": i % 2, "keypoint": rng.random((1, 8, 20, 3)).astype(np.float32)}
+            for i in range(4)]
+    pkl = tmp_path / "v20.pkl"
+    write_pyskl(pkl, anns, {"train": ["v0", "v1", "v2"], "val": ["v3"]})
+    keys = {pickle_cache_dir(pkl, tmp_path, lay) for lay in (None, "kinect-v1", "msr-action3d")}
+    assert len(keys) == 3
+    unknown = open_data(pkl, tmp_path)
+    assert unknown.joint_layout() is None  # 20 joints: no guess
+    assert open_data(pkl, tmp_path, "kinect-v1").joint_layout().name == "kinect-v1"
+    assert open_data(pkl, tmp_path, "msr-action3d").joint_layout().name == "msr-action3d"
+
+
+def test_pyskl_training_with_layout(tmp_path):
+    """`stgcn train --data v20.pkl --layout kinect-v1` (it used to say: unknown layout 'unknown')."""
+    from stgcn.data.formats.pyskl import write_pyskl
+    from stgcn.engine import train
+    from stgcn.errors import LayoutError
+
+    rng = np.random.default_rng(0)
+    anns = [{"frame_dir": f"v{i}", "label": i % 2, "keypoint": rng.random((1, 12, 20, 3)).astype(np.float32)}
+            for i in range(8)]
+    pkl = tmp_path / "v20.pkl"
+    write_pyskl(pkl, anns, {"train": [f"v{i}" for i in range(6)], "val": ["v6", "v7"]})
+    cfg = tiny_config(pkl, tmp_path / "run", epochs=1)
+    cfg.data.cache_dir = str(tmp_path / "cache")
+    with pytest.raises(LayoutError, match="--layout"):
+        train(cfg)
+    cfg.data.layout = "kinect-v1"
+    res = train(cfg)
+    from stgcn.checkpoint import load_model
+
+    assert load_model(res.best_checkpoint)[1]["layout"] == "kinect-v1"

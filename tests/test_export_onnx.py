@@ -31,17 +31,17 @@ def test_export_dynamic_axes_and_parity(tmp_path):
     r = export_onnx(m, tmp_path / "m.onnx", example_frames=32, check_frames=45, check_batch=3, repeat=2,
                     timing_frames=16, metadata={"class_names": ["a", "b", "c", "d", "e"]})
     assert r.max_abs_diff <= 1e-4 and r.max_abs_logit > 1e-3
-    assert r.check_shape[0] != r.export_shape[0] and r.check_shape[2] != r.export_shape[2]
+    assert all(r.check_shape[i] != r.export_shape[i] for i in (0, 2, 4))  # N, T and M differ
     assert r.ort_ms > 0 and r.torch_ms > 0 and "max abs diff" in r.summary()
     proto = onnx.load(tmp_path / "m.onnx")
     dims = proto.graph.input[0].type.tensor_type.shape.dim
-    assert dims[0].dim_param and dims[2].dim_param  # batch and frames are symbolic
-    assert [d.dim_value for d in dims[1:2] + dims[3:]] == [3, 20, 2]
+    assert dims[0].dim_param and dims[2].dim_param and dims[4].dim_param  # batch, frames, persons symbolic
+    assert [d.dim_value for d in (dims[1], dims[3])] == [3, 20]
     assert proto.opset_import[0].version == 17
     props = {p.key: p.value for p in proto.metadata_props}
     assert props["joints"] == "20" and '"e"' in props["class_names"]
-    # a length the export never saw, one sample
-    x = torch.randn(1, 3, 101, 20, 2)
+    # a length the export never saw, one sample, one person
+    x = torch.randn(1, 3, 101, 20, 1)
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"skeleton": x.numpy()})[0]
     with torch.inference_mode():
@@ -61,3 +61,32 @@ def test_export_cli(tmp_path, capsys):
     assert (tmp_path / "out.onnx").is_file()
     assert main(["export", str(tmp_path / "missing.pt"), "--onnx", str(tmp_path / "x.onnx")]) == 2
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_checkpoint_exports_at_its_contract_persons_and_runs_with_one(tmp_path):
+    import json
+
+    import numpy as np
+
+    from stgcn.contract import DataContract
+    from stgcn.export.onnx import export_checkpoint
+    from stgcn.graph import get_layout
+
+    m = trained_looking()
+    contract = DataContract(layout=get_layout("kinect-v1"), num_persons=1, channels=("x", "y", "z"), in_channels=3,
+                            test_pipeline=({"name": "center"},))
+    save_model(tmp_path / "m.pt", m, {"class_names": list("abcde"), "data": contract.to_dict()})
+    r = export_checkpoint(tmp_path / "m.pt", tmp_path / "m.onnx", repeat=1, timing_frames=8)
+    assert r.export_shape[4] == 1
+    proto = onnx.load(tmp_path / "m.onnx")
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert props["persons"] == "1"
+    again = DataContract.from_meta({"data": json.loads(props["data"])})
+    assert again == contract  # the contract travels with the file
+    # a raw clip prepared by the contract (M = 1) runs and agrees with torch
+    clip = np.random.default_rng(0).normal(size=(3, 17, 20, 1)).astype(np.float32) + 2
+    x = again.prepare(clip)
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"skeleton": x})[0]
+    with torch.inference_mode():
+        np.testing.assert_allclose(got, m(torch.from_numpy(x)).numpy(), atol=1e-4)

@@ -153,3 +153,59 @@ def test_custom_layout_errors_name_the_entry(tmp_path, text, message):
     with pytest.raises(LayoutError, match=message) as info:
         get_layout(str(f))
     assert str(f) in str(info.value)
+
+
+# -- layout facts and identity (one table per layout) --------------------------------------------
+
+@pytest.mark.parametrize("layout", list_layouts())
+def test_layout_table_round_trips(layout):
+    lay = get_layout(layout)
+    table = lay.to_dict()
+    json.dumps(table)  # plain data
+    again = get_layout(table)
+    assert again == lay and again.joint_names == lay.joint_names and again.edges == lay.edges
+    assert (again.dims, again.normalization, again.aliases) == (lay.dims, lay.normalization, lay.aliases)
+    assert lay.builtin and lay.ref == layout and lay.dims in (2, 3)
+
+
+def test_layout_identity_is_the_table_not_the_joint_count():
+    kinect, msr = get_layout("kinect-v1"), get_layout("msr-action3d")
+    assert kinect.num_joints == msr.num_joints and kinect != msr
+    renamed = get_layout({**kinect.to_dict(), "name": "my-kinect", "edges": kinect.to_dict()["edges"][::-1]})
+    assert renamed == kinect and hash(renamed) == hash(kinect)  # same skeleton, another name and edge order
+    assert not renamed.builtin and renamed.ref == renamed.to_dict()
+    moved = {**kinect.to_dict(), "center": 2}
+    assert get_layout(moved) != kinect
+
+
+def test_layout_facts_live_in_the_table():
+    assert get_layout("openpose").dims == 2 and get_layout("openpose").normalization == "kinetics"
+    assert get_layout("kinect-v1").dims == 3 and get_layout("kinect-v1").normalization == "none"
+    # aliases are the layout's own (the pose mapping and the CLI use these, there is no second map)
+    assert get_layout("body_25").name == "body25" and get_layout("sbu").name == "openni-15"
+    assert get_layout("kinetics").name == "openpose" and "utkinect" in get_layout("kinect-v1").aliases
+
+
+def test_custom_layout_travels_as_its_table(tmp_path):
+    f = tmp_path / "toy5.yaml"
+    f.write_text("joints: [a, b, c, d, e]\nedges: [[a, b], [b, c], [c, d], [d, e]]\ncenter: c\ndims: 3\n")
+    lay = get_layout(str(f))
+    assert lay.name == "toy5" and lay.dims == 3 and not lay.builtin
+    table = lay.ref
+    assert isinstance(table, dict) and str(tmp_path) not in json.dumps(table)  # no path in the table
+    f.unlink()
+    assert get_layout(table) == lay  # works without the file
+
+
+def test_layout_size_is_bounded_before_allocating(tmp_path):
+    from stgcn.graph.layouts import MAX_JOINTS
+
+    f = tmp_path / "huge.yaml"
+    f.write_text("joints: 100000000\nedges: []\ncenter: 0\n")
+    with pytest.raises(LayoutError, match=f"1..{MAX_JOINTS} joints") as info:
+        get_layout(str(f))
+    assert str(f) in str(info.value)
+    with pytest.raises(LayoutError, match="more than"):
+        get_layout({"joints": [f"j{i}" for i in range(MAX_JOINTS + 1)], "edges": [], "center": 0})
+    with pytest.raises(LayoutError, match="dims"):
+        get_layout({"joints": ["a"], "edges": [], "center": 0, "dims": 4})

@@ -180,3 +180,23 @@ def test_body25_table_agrees_with_the_openpose_reader():
     from stgcn.data.formats.openpose import BODY25_TO_COCO18
 
     assert list(MAPPINGS[("body25", "openpose")]) == BODY25_TO_COCO18.tolist()
+
+
+def test_mapping_follows_layout_identity():
+    from stgcn.inference.mapping import mapping_table
+
+    kinect = get_layout("kinect-v1")
+    copy = get_layout({**kinect.to_dict(), "name": "my-kinect"})
+    assert mapping_table("kinect-v1", copy) == list(range(20))  # the same table: identity
+    assert mapping_table("mediapipe", copy) == mapping_table("mediapipe", "kinect-v1")  # found by table
+    with pytest.raises(LayoutError, match="msr-action3d"):
+        mapping_table("kinect-v1", "msr-action3d")  # 20 joints each, another order
+    toy = get_layout({"name": "toy", "joints": ["a", "b"], "edges": [[0, 1]], "center": 0})
+    with pytest.raises(LayoutError, match="toy"):
+        mapping_table("mediapipe", toy)
+
+
+def test_body25_is_a_layout_with_the_openpose_names():
+    lay = get_layout("body25")
+    assert list(lay.joint_names) == BODY25_NAMES and lay.dims == 2
+    assert get_layout("openpose25") is lay

@@ -110,3 +110,11 @@ def test_opening_a_large_index_is_fast(tmp_path):
     s = open_store(d)
     assert len(s) == n and s.get(n - 1).shape == (3, 1, 2, 1)
     assert time.perf_counter() - t0 < 5.0  # generous: the machine is shared
+
+
+def test_store_keeps_the_layout_table(store_dir):
+    from stgcn.graph import get_layout
+
+    s = open_store(store_dir)
+    assert s.meta["layout_table"]["joints"] == list(get_layout(s.layout).joint_names)
+    assert s.joint_layout() == get_layout(s.layout)

@@ -50,13 +50,45 @@ def test_windows_at_stride_with_per_track_predictions():
     assert "people" in results[0].to_json() and results[0].to_json()["scene"][0]["label"] in "abc"
 
 
-def test_no_people_no_prediction_and_predict_now():
+def test_nobody_there_is_the_answer_and_predict_now():
     s = StreamRecognizer(predictor(), "mediapipe", window=8, stride=2)
-    for _ in range(4):
-        assert s.update([])[1] is None
+    results = [s.update([])[1] for _ in range(4)]
+    assert [r is None for r in results] == [True, False, True, False]  # a window every stride frames
+    for r in results[1::2]:
+        assert r.nobody and r.scene == [] and r.people == {} and r.to_json()["nobody"] is True
+    assert s.latencies_ms == []  # nothing ran
     s.update([person(100)])
     r = s.predict_now()
-    assert r is not None and list(r.people) == [0]
+    assert not r.nobody and list(r.people) == [0] and r.to_json()["nobody"] is False
+
+
+def test_a_person_seen_in_too_few_frames_is_nobody():
+    data = {"test_pipeline": [{"name": "center"}], "min_frames": 3}
+    s = StreamRecognizer(predictor(data=data), "mediapipe", window=8, stride=100, min_frames=100)
+    s.update([person(100)])
+    s.update([person(101)])  # two detections (a false positive, say)
+    for _ in range(3):
+        s.update([])
+    assert s.predict_now().nobody
+    for f in range(3):
+        s.update([person(100 + f)])
+    assert not s.predict_now().nobody  # five detections in the window now
+
+
+def test_one_person_model_gets_one_slot_and_the_scene_is_that_person():
+    data = {"test_pipeline": [{"name": "center"}], "num_persons": 1}
+    p = predictor(data=data)
+    s = StreamRecognizer(p, "mediapipe", window=8, stride=4, smoothing="none")
+    frames = [[person(60 + f), person(260 - f, seed=1)] for f in range(8)]
+    for people in frames:
+        s.update(people)
+    r = s.last
+    assert len(r.people) == 2
+    # the scene is the most confident track alone (M = 1), no phantom second slot
+    x = p.people_clip([[f[0] for f in frames]], "mediapipe")
+    assert x.shape == (3, 8, 20, 1)
+    assert [n for n, _ in r.scene] == [n for n, _ in p(x, 3)]
+    np.testing.assert_allclose([v for _, v in r.scene], [v for _, v in p(x, 3)], rtol=1e-5)
 
 
 def test_smoother():

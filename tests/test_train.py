@@ -129,6 +129,34 @@ def test_best_checkpoint_loads_for_inference(finished_run):
     assert model(x).shape == (2, 3)
 
 
+def test_checkpoint_records_the_data_contract(finished_run, store_dir):
+    """Training writes the whole contract: the layout's table, M from the store, channels, clip length."""
+    from stgcn.checkpoint import load_model
+    from stgcn.contract import DataContract
+    from stgcn.graph import get_layout
+
+    model, meta = load_model(finished_run.best_checkpoint)
+    c = DataContract.from_meta(meta, model)
+    store = open_store(store_dir)
+    train_lengths = store.lengths[store.split("train")]
+    assert isinstance(meta["data"]["layout"], dict) and c.layout == get_layout("kinect-v1")
+    assert c.num_persons == 1 == store.get(0).shape[3]  # the store's person slots, not a default of 2
+    assert c.channels == ("x", "y", "z") and c.in_channels == 3
+    assert c.clip_len == int(train_lengths.max()) and c.min_frames >= 1
+    assert c.test_pipeline == ({"name": "uniform_sample", "clip_len": 12, "test_mode": True},)
+
+
+def test_layout_of_another_order_is_refused(store_dir, tmp_path):
+    """--layout msr-action3d on a kinect-v1 store: both have 20 joints, they are not the same skeleton."""
+    from stgcn.engine import train
+    from stgcn.errors import LayoutError
+
+    cfg = tiny_config(store_dir, tmp_path / "r", epochs=1)
+    cfg.data.layout = "msr-action3d"
+    with pytest.raises(LayoutError, match="msr-action3d.*kinect-v1"):
+        train(cfg)
+
+
 def test_seeded_runs_are_identical(store_dir, tmp_path):
     from stgcn.engine import train
 

@@ -262,3 +262,9 @@ def test_build_pipeline_and_determinism():
         T.build_pipeline([{"name": "stream", "kind": "bones"}], layout=NTU)
     with pytest.raises(ShapeError):
         T.PadTo(3)(np.zeros((3, 4)), None)
+
+
+def test_pre_normalize_defaults_are_ntu_joints_found_by_name():
+    default, ntu = T.PreNormalize(), T.PreNormalize(layout=get_layout("ntu-rgb+d"))
+    for p in (default, ntu):  # pyskl's PreNormalize3D constants: 1; 0 -> 1; 8 -> 4
+        assert (p.center_joint, p.zaxis, p.xaxis) == (1, [0, 1], [8, 4])

@@ -1,8 +1,10 @@
-"""``stgcn demo VIDEO --checkpoint CKPT --out OUT.mp4 [--json OUT.json]`` and ``stgcn demo --camera 0``."""
+"""``stgcn demo VIDEO --checkpoint CKPT --out OUT.mp4`` (per-window predictions in OUT.json beside it;
+``--json PATH`` moves them, ``--no-json`` skips them) and ``stgcn demo --camera 0``."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--official", action="store_true",
                    help="the checkpoint is the official Kinetics-400 ST-GCN (yysijie/st-gcn)")
     p.add_argument("--out", help="overlay video to write (.mp4)")
-    p.add_argument("--json", dest="json_out", help="per-window predictions per person (.json)")
+    p.add_argument("--json", dest="json_out", metavar="PATH",
+                   help="per-window predictions per person (.json; default: beside --out, OUT.json)")
+    p.add_argument("--no-json", action="store_true", help="do not write the per-window predictions")
     p.add_argument("--window", type=int, help="frames per window (default: from the checkpoint, else 64)")
     p.add_argument("--stride", type=int, help="frames between predictions (default: window / 4)")
     p.add_argument("--max-people", type=int, default=2, help="people to follow (default 2)")
@@ -35,14 +39,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.camera is not None and args.video is not None:
         raise ConfigError("give a video file or --camera, not both")
+    if args.json_out and args.no_json:
+        raise ConfigError("give --json PATH or --no-json, not both")
+    json_out = None if args.no_json else args.json_out or (str(Path(args.out).with_suffix(".json"))
+                                                           if args.out else None)
     video = None if args.camera is not None else (args.video or bundled_video())
     # a camera run with neither a window nor a file would run until Ctrl-C and leave nothing
     shows = args.camera is not None and not args.no_window and can_show_window()
-    if not shows and not args.out and not args.json_out:
+    if not shows and not args.out and not json_out:
         raise ConfigError("nothing to write: give --out OUT.mp4 and/or --json OUT.json"
                           + ("" if video is not None else " (no window: --no-window or no display)"))
     result = run_demo(video=video, camera=args.camera, checkpoint=args.checkpoint, out=args.out,
-                      json_out=args.json_out, window=args.window, stride=args.stride,
+                      json_out=json_out, window=args.window, stride=args.stride,
                       no_window=args.no_window or args.camera is None, max_frames=args.max_frames,
                       max_people=args.max_people, detect_every=args.detect_every, topk=args.topk,
                       smoothing=args.smoothing, official=args.official, progress=True)

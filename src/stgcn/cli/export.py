@@ -1,4 +1,4 @@
-"""``stgcn export CKPT --onnx OUT.onnx [--opset 17]``: ONNX with dynamic batch and time axes."""
+"""``stgcn export CKPT --onnx OUT.onnx [--opset 17]``: ONNX with dynamic batch, time and person axes."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX (checked against onnxruntime)",
-                       description="Export a checkpoint to ONNX with dynamic batch and frame axes, then run the "
-                                   "file with onnxruntime on an input of another batch size and length, print the "
-                                   "max abs difference to torch and the latency of both.")
+                       description="Export a checkpoint to ONNX at its data contract's person slots, with dynamic "
+                                   "batch, frame and person axes and the contract in the metadata, then run the "
+                                   "file with onnxruntime on an input of another batch size, length and person "
+                                   "count, print the max abs difference to torch and the latency of both.")
     p.add_argument("checkpoint", help="stgcn checkpoint (.pt)")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="output file (written atomically)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")

@@ -1,8 +1,11 @@
 """``stgcn predict INPUT --checkpoint CKPT [--topk 5]``: top-k labels for one skeleton or video.
 
-INPUT is a skeleton file (any format ``stgcn.data.load_sample`` reads), an OpenPose output folder
-(``*_keypoints.json``), a prepared store sample (``STORE_DIR#index`` or ``STORE_DIR --index I``) or a
-video file (poses by MediaPipe).
+INPUT is a skeleton file (any format ``stgcn.data.load_sample`` reads; ``--format`` when the name
+does not tell, ``--set KEY=VALUE`` for reader options), an OpenPose output folder
+(``*_keypoints.json``), a prepared store sample (``STORE_DIR#index`` or ``STORE_DIR --index I``) or
+a video file (poses by MediaPipe). Every input is built by the checkpoint's data contract (layout,
+person slots, test pipeline), as ``stgcn eval`` builds it; an input in another layout is refused.
+A video or OpenPose folder in which no person was seen long enough gets "nobody there".
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the checkpoint is the official Kinetics-400 ST-GCN (layout openpose, Kinetics labels)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--index", type=int, help="sample index when INPUT is a prepared store")
+    p.add_argument("--format", help="format of a skeleton file: a reader of `stgcn prepare` such as msr-action3d, "
+                                    "utkinect, sbu, ntu, kinetics, npy (default: from the file name)")
+    p.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option for a skeleton file (repeatable; e.g. --set start=12 --set end=40 "
+                        "for a UTKinect segment)")
     p.add_argument("--image-size", help="WIDTHxHEIGHT of the frames of an OpenPose folder (Kinetics models)")
     p.add_argument("--max-people", type=int, default=2, help="people to follow in a video (default 2)")
     p.set_defaults(func=run)
@@ -39,9 +47,26 @@ def _size(text: str | None) -> tuple[int, int] | None:
     return w, h
 
 
+def _store_sample(predictor, path: Path, index: int, topk: int) -> tuple[list, str]:
+    """Top-k of a store sample (its layout checked against the model's) and how to name it."""
+    from ..data.store import open_store
+    from ..errors import DataError
+
+    store = open_store(path)
+    if not 0 <= index < len(store):
+        raise DataError(f"index {index} out of range: the store has {len(store)} samples", file=str(path))
+    top = predictor(store.get(index), topk, layout=store.joint_layout(), what=f"{path}#{index}")
+    label, truth = int(store.labels[index]), None
+    if label >= 0:
+        names = store.class_names or predictor.class_names
+        truth = names[label] if label < len(names) else str(label)
+    return top, f"{path}#{index} ({store.names[index]})" + (f" (label: {truth})" if truth else "")
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError, DataError
+    from ..errors import ConfigError
     from ..inference.predictor import Predictor, predict_openpose_folder, predict_video
+    from .prepare import parse_options
 
     predictor = Predictor.from_checkpoint(args.checkpoint, official=args.official)
     text, index = args.input, args.index
@@ -52,38 +77,28 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"{args.input}: expected STORE_DIR#index with an integer index") from None
     path = Path(text)
-    truth = None
+    answer = None
     if index is not None:
-        from ..data.store import open_store
-
-        store = open_store(path)
-        if not 0 <= index < len(store):
-            raise DataError(f"index {index} out of range: the store has {len(store)} samples", file=str(path))
-        x = predictor.finish(store.get(index), raw=False)
-        top = predictor(x, args.topk)
-        label = int(store.labels[index])
-        if label >= 0:
-            names = store.class_names or predictor.class_names
-            truth = names[label] if label < len(names) else str(label)
-        what = f"{path}#{index} ({store.names[index]})"
+        top, what = _store_sample(predictor, path, index, args.topk)
     elif path.is_dir() and any(path.glob("*_keypoints.json")):
-        top = predict_openpose_folder(predictor, path, args.topk, image_size=_size(args.image_size))
-        what = f"OpenPose folder {path}"
+        answer = predict_openpose_folder(predictor, path, args.topk, image_size=_size(args.image_size))
+        top, what = answer.top, f"OpenPose folder {path}"
     elif path.is_dir():
         raise ConfigError(f"{path} is a directory: give a store sample as {path}#INDEX (or --index), or an "
                           "OpenPose folder with *_keypoints.json files")
-    elif path.suffix.lower() in VIDEO_SUFFIXES:
-        top = predict_video(predictor, path, args.topk, max_people=args.max_people)
-        what = f"video {path}"
+    elif path.suffix.lower() in VIDEO_SUFFIXES and args.format is None:
+        answer = predict_video(predictor, path, args.topk, max_people=args.max_people)
+        top, what = answer.top, f"video {path}"
     else:
         from ..data import load_sample
 
-        sample = load_sample(path)
-        if args.image_size:
-            sample.meta["image_size"] = _size(args.image_size)
-        top = predictor(sample, args.topk)
+        sample = load_sample(path, format=args.format, **parse_options(args.options))
+        top = predictor(sample, args.topk, image_size=_size(args.image_size))
         what = f"{path}"
-    print(what + (f" (label: {truth})" if truth else ""))
+    print(what)
+    if answer is not None and answer.nobody:
+        print(f"  {answer.describe()}")
+        return 0
     width = max(len(n) for n, _ in top)
     for name, score in top:
         print(f"  {name:<{width}}  {score:.4f}")

@@ -19,12 +19,10 @@ from ..checkpoint import load_state_dict_strict, safe_load, save_model
 from ..errors import CheckpointError
 from ..graph import Graph, get_layout
 
-KINETICS_CONTRACT = {
-    "normalization": "kinetics",  # x / W, y / H, minus 0.5, zero where the score is 0
-    "channels": ["x", "y", "score"],
-    "num_persons": 2,
-    "clip_len": 300,
-}
+# Both official feeders (Kinetics-skeleton and NTU RGB+D) give the network 2 person slots and
+# clips of up to 300 frames.
+OFFICIAL_PERSONS = 2
+OFFICIAL_CLIP_LEN = 300
 
 
 def official_state_dict(obj: dict | str | Path) -> OrderedDict:
@@ -85,18 +83,37 @@ def load_official(path_or_state_dict: dict | str | Path, *, layout: str, strateg
     return model.eval()
 
 
+def official_meta(model: nn.Module, source: str | Path = "", class_names: list[str] | None = None) -> dict:
+    """The checkpoint meta of an official model (``load_official``): class names and the data contract.
+
+    The contract follows the layout: the official models on a layout whose ``normalization`` is
+    ``kinetics`` (``openpose``) are the Kinetics ones (pixels / image size, minus 0.5; 400 classes
+    named by the packaged Kinetics-400 list); the others (NTU) take the coordinates as they are.
+    """
+    from ..contract import KINETICS_TEST_PIPELINE, DataContract, channel_names
+
+    lay = model.layout
+    n_cls = model.num_classes
+    kinetics = lay.normalization == "kinetics"
+    if class_names is None and kinetics and n_cls == 400:
+        from ..resources import kinetics400_labels
+
+        class_names = kinetics400_labels()
+    if class_names is not None and len(class_names) != n_cls:
+        raise CheckpointError(f"{len(class_names)} class names given for a model with {n_cls} classes")
+    in_ch = int(model.config["params"]["in_channels"])
+    contract = DataContract(layout=lay, num_persons=OFFICIAL_PERSONS, in_channels=in_ch,
+                            channels=tuple(channel_names(in_ch, has_score=lay.dims == 2 and in_ch == 3)),
+                            normalization=lay.normalization,
+                            test_pipeline=KINETICS_TEST_PIPELINE if kinetics else (), clip_len=OFFICIAL_CLIP_LEN)
+    return {"class_names": list(class_names or [str(i) for i in range(n_cls)]), "layout": lay.name,
+            "stream": "joint", "source": f"official checkpoint {Path(source).name}" if source else "official",
+            "data": contract.to_dict()}
+
+
 def convert_official(src: str | Path, dst: str | Path, *, layout: str, strategy: str = "spatial",
                      class_names: list[str] | None = None) -> nn.Module:
     """Write an official checkpoint as an stgcn checkpoint (with class names and data contract)."""
     model = load_official(src, layout=layout, strategy=strategy)
-    if class_names is None and model.num_classes == 400 and get_layout(layout).name == "openpose":
-        from ..resources import kinetics400_labels
-
-        class_names = kinetics400_labels()
-    if class_names is not None and len(class_names) != model.num_classes:
-        raise CheckpointError(f"{len(class_names)} class names given for a model with {model.num_classes} classes")
-    meta = {"class_names": class_names or [str(i) for i in range(model.num_classes)],
-            "layout": get_layout(layout).name, "stream": "joint", "source": f"official checkpoint {Path(src).name}",
-            "data": dict(KINETICS_CONTRACT) if get_layout(layout).name == "openpose" else {"normalization": "none"}}
-    save_model(dst, model, meta)
+    save_model(dst, model, official_meta(model, src, class_names))
     return model

@@ -40,8 +40,9 @@ def guess_format(path: str | Path) -> str:
         if isinstance(doc, dict) and "data" in doc:
             return "kinetics"
         raise DataError("JSON without a 'data' key is not a Kinetics-skeleton clip", file=str(p))
-    raise DataError("cannot tell the format from the name; pass format= (ntu, kinetics, openpose, pyskl, "
-                    "npy, npz, msr-action3d, utkinect, kard, florence3d, sbu)", file=str(p))
+    raise DataError("cannot tell the format from the name; pass format= (--format on the command line): "
+                    "ntu, kinetics, openpose, pyskl, npy, npz, msr-action3d, utkinect, kard, florence3d, sbu",
+                    file=str(p))
 
 
 def load_sample(path: str | Path, format: str | None = None, **options) -> Sample:

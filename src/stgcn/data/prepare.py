@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_save_npy, atomic_write_text, fsync_dir
+from ..contract import channel_names
 from ..errors import DataError, StgcnError
-from .store import FILES, FORMAT_NAME, FORMAT_VERSION, MARKER
+from .store import FILES, FORMAT_NAME, FORMAT_VERSION, MARKER, layout_fields
 
 PARTIAL = ".partial"
 JOURNAL = "journal.jsonl"
@@ -80,6 +81,10 @@ def prepare(fmt: str, source_path: str | Path | None, out_dir: str | Path, *, wo
             raise
         raise StgcnError("the dataset readers (stgcn.data.sources) are not part of this build") from None
     source = open_source(fmt, source_path, **options)
+    if options.get("layout") is not None:  # recorded as its name or table: a YAML path is not kept
+        from ..graph import get_layout
+
+        options = {**options, "layout": get_layout(options["layout"]).ref}
     info = {"format": fmt, "path": None if source_path is None else str(Path(source_path).resolve()),
             "options": options}
     return prepare_source(source, out_dir, workers=workers, loader=load_item, source_info=info,
@@ -379,15 +384,13 @@ def _finalize(out: Path, partial: Path, source, items, info, done: dict[int, dic
         for s in items[c["item"]].splits:
             splits.setdefault(s, []).append(j)
     atomic_write_text(final / "splits.json", json.dumps(splits))
-    has_score = clips[0]["score"]
-    channels = (["x", "y", "score"] if has_score else ["x", "y", "z"][:c_]) if c_ <= 3 else \
-        [f"c{i}" for i in range(c_)]
+    channels = channel_names(c_ - clips[0]["score"], clips[0]["score"])
     from .. import __version__
 
     meta = {
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "stgcn_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "name": getattr(source, "name", None), "layout": getattr(source, "layout", None),
+        "name": getattr(source, "name", None), **layout_fields(getattr(source, "layout", None)),
         "class_names": list(getattr(source, "class_names", None) or []),
         "source": info, "source_meta": getattr(source, "meta", None) or {},
         "preprocessing": {"max_persons": max_persons, "persons": "zero-padded to the dataset's maximum"

@@ -365,7 +365,10 @@ def _openpose(path: str | None, labels: str | None = None, class_names: list[str
                          rejects, {"preprocessing": opts, "root": str(root)})
 
 
-def _pyskl(path: str | None, layout: str | None = None, class_names: list[str] | None = None) -> DatasetSource:
+def _pyskl(path: str | None, layout=None, class_names: list[str] | None = None) -> DatasetSource:
+    """A pyskl pickle. ``layout`` (a name, YAML path or table) names the joint order; without it
+    the order is guessed from the joint count (25: ntu-rgb+d, 17: coco, 18: openpose; else unknown,
+    and training asks for ``--layout``)."""
     from .formats.pyskl import load_pyskl
 
     if path is None:
@@ -380,9 +383,17 @@ def _pyskl(path: str | None, layout: str | None = None, class_names: list[str] |
         label = ann.get("label")
         items.append(SourceItem(ann["frame_dir"], str(path), None if label is None else int(label),
                                 tuple(member.get(ann["frame_dir"], ())), "pyskl", {"name": ann["frame_dir"]}))
+    v = anns[0]["keypoint"].shape[2] if anns and getattr(anns[0]["keypoint"], "ndim", 0) == 4 else None
     if layout is None:
-        v = anns[0]["keypoint"].shape[2] if anns and hasattr(anns[0]["keypoint"], "shape") else None
         layout = {25: "ntu-rgb+d", 17: "coco", 18: "openpose"}.get(v, "unknown")
+    else:
+        from ..graph import get_layout
+
+        lay = get_layout(layout)
+        if v is not None and v != lay.num_joints:
+            raise DataError(f"the annotations have {v} joints; layout {lay.name!r} has {lay.num_joints}",
+                            file=str(path), record="annotations[0]")
+        layout = lay.ref
     n = max((it.label for it in items if it.label is not None), default=-1) + 1
     classes = list(class_names) if class_names is not None else [str(i) for i in range(n)]
     return DatasetSource("pyskl", layout, classes, items, list(split), [],

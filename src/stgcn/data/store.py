@@ -7,7 +7,8 @@ One directory holds (see docs/data_format.md)::
     labels.npy    int64 (N,): class index, -1 when unknown
     names.json    list of N sample names
     splits.json   {split name: [clip indices]}
-    meta.json     layout, class names, source, preprocessing options, channels, format version, counts
+    meta.json     layout (its name and table), class names, source, preprocessing options, channels,
+                  format version, counts
     rejects.csv   file, record, reason of every input that was not used
     COMPLETE      written last: a directory without it is an interrupted build
 
@@ -23,13 +24,27 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, LayoutError
 from .npyfile import load_npy
 
 FORMAT_NAME = "stgcn-store"
 FORMAT_VERSION = 1
 MARKER = "COMPLETE"
 FILES = ("data.npy", "offsets.npy", "labels.npy", "names.json", "splits.json", "meta.json", "rejects.csv")
+
+
+UNKNOWN_LAYOUTS = ("", "unknown")
+
+
+def layout_fields(layout) -> dict:
+    """The store meta entries of a source's layout (a name, a YAML path, a table or None): its name
+    and its table (``layout_table``), so the store works from any folder; an unknown one by name."""
+    from ..graph import get_layout
+
+    if layout is None or str(layout) in UNKNOWN_LAYOUTS:
+        return {"layout": "unknown" if layout is not None else None}
+    lay = get_layout(layout)
+    return {"layout": lay.name, "layout_table": lay.to_dict()}
 
 
 class SkeletonStore:
@@ -108,6 +123,23 @@ class SkeletonStore:
         i = int(i) % n
         frames = self.data[self.offsets[i]:self.offsets[i + 1]]  # (T, M, V, C)
         return np.ascontiguousarray(frames.transpose(3, 0, 2, 1), dtype=np.float32)
+
+    def joint_layout(self):
+        """The store's :class:`~stgcn.graph.Layout` (from its table; a store written before tables
+        were kept: from its name), or None when the data did not say (a pyskl pickle of unusual
+        joint count, arrays without ``layout=``)."""
+        from ..graph import get_layout
+
+        table = self.meta.get("layout_table")
+        if table:
+            return get_layout(table)
+        if self.layout in UNKNOWN_LAYOUTS:
+            return None
+        try:
+            return get_layout(self.layout)
+        except LayoutError as exc:
+            raise LayoutError(f"{self.path}: the store's layout {self.layout!r} cannot be found ({exc}); "
+                              "prepare the store again to record the layout's table") from None
 
     def split(self, name: str) -> np.ndarray:
         """Clip indices of split ``name``."""

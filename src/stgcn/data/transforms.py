@@ -335,14 +335,16 @@ class PreNormalize(Transform):
     def __init__(self, center_joint: int | None = None, zaxis: Sequence[int] | None = None,
                  xaxis: Sequence[int] | None = None, align_center: bool = True, align_spine: bool = True,
                  layout: Any = None):
-        ntu = layout is None or getattr(layout, "name", None) == "ntu-rgb+d"
-        self.center_joint = center_joint if center_joint is not None else (
-            1 if ntu else _lookup(layout, _CENTER_NAMES, "center_joint"))
-        self.zaxis = list(zaxis) if zaxis is not None else (
-            [0, 1] if ntu else [_lookup(layout, _Z_BOTTOM_NAMES, "zaxis"), _lookup(layout, _Z_TOP_NAMES, "zaxis")])
-        self.xaxis = list(xaxis) if xaxis is not None else (
-            [8, 4] if ntu else [_lookup(layout, _RSHOULDER_NAMES, "xaxis"),
-                                _lookup(layout, _LSHOULDER_NAMES, "xaxis")])
+        if layout is None:  # pyskl's defaults are NTU RGB+D's joints, which the names below find
+            from ..graph import get_layout
+
+            layout = get_layout("ntu-rgb+d")
+        self.center_joint = center_joint if center_joint is not None else _lookup(layout, _CENTER_NAMES,
+                                                                                  "center_joint")
+        self.zaxis = list(zaxis) if zaxis is not None else [_lookup(layout, _Z_BOTTOM_NAMES, "zaxis"),
+                                                            _lookup(layout, _Z_TOP_NAMES, "zaxis")]
+        self.xaxis = list(xaxis) if xaxis is not None else [_lookup(layout, _RSHOULDER_NAMES, "xaxis"),
+                                                            _lookup(layout, _LSHOULDER_NAMES, "xaxis")]
         self.align_center = bool(align_center)
         self.align_spine = bool(align_spine)
 

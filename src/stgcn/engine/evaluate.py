@@ -78,19 +78,25 @@ def is_pickle(path: str | os.PathLike) -> bool:
     return p.is_file() and p.suffix.lower() in (".pkl", ".pickle")
 
 
-def pickle_cache_dir(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where the store converted from a pyskl pickle lives (keyed by path, size and mtime)."""
+def pickle_cache_dir(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+                     layout: Any = None) -> Path:
+    """Where the store converted from a pyskl pickle lives (keyed by path, size, mtime and the
+    layout asked for: its table, or "auto" for the guess by joint count)."""
+    from ..graph import get_layout
+
     p = Path(path).resolve()
     st = p.stat()
-    key = hashlib.sha1(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    lay = "auto" if layout is None else json.dumps(get_layout(layout).to_dict(), sort_keys=True)
+    key = hashlib.sha1(f"{p}:{st.st_size}:{st.st_mtime_ns}:{lay}".encode()).hexdigest()[:12]
     return _cache_root(cache_dir) / "pyskl" / f"{p.stem}-{key}"
 
 
-def convert_pickle(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Convert a pyskl pickle into a prepared store once; later calls reuse the cache."""
+def convert_pickle(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None, layout: Any = None) -> Path:
+    """Convert a pyskl pickle into a prepared store once (in ``layout``: a name, YAML path or table;
+    None: guessed from the joint count); later calls reuse the cache."""
     from ..data.store import open_store
 
-    out = pickle_cache_dir(path, cache_dir)
+    out = pickle_cache_dir(path, cache_dir, layout)
     try:
         open_store(out)
         return out
@@ -99,18 +105,19 @@ def convert_pickle(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
     from ..data.prepare import prepare
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    prepare("pyskl", str(path), str(out))
+    prepare("pyskl", str(path), str(out), **({} if layout is None else {"layout": layout}))
     return out
 
 
-def open_data(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None):
-    """A :class:`~stgcn.data.store.SkeletonStore` from a store directory or a pyskl pickle."""
+def open_data(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None, layout: Any = None):
+    """A :class:`~stgcn.data.store.SkeletonStore` from a store directory or a pyskl pickle (converted
+    in ``layout`` when given)."""
     from ..data.store import open_store
 
     if not Path(path).exists():
         raise DataError("no such file or directory (expected a prepared store or a pyskl .pkl)", file=str(path))
     if is_pickle(path):
-        return open_store(convert_pickle(path, cache_dir))
+        return open_store(convert_pickle(path, cache_dir, layout))
     return open_store(path)
 
 
@@ -237,12 +244,6 @@ class EvalResult:
     files: dict = field(default_factory=dict)
 
 
-def _layout_joints(name: str) -> int:
-    from ..graph import get_layout
-
-    return get_layout(name).num_joints
-
-
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str, *, clips: int | None = None,
              classes: str | Sequence[str] | None = None, out: str | os.PathLike | None = None,
              batch_size: int = 32, num_workers: int = 2, device: str = "auto", progress: bool = True,
@@ -262,17 +263,16 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str,
 def _evaluate(checkpoint, data, split, *, clips, classes, out, batch_size, num_workers, device, progress,
               cache_dir) -> EvalResult:
     from ..checkpoint import load_model
+    from ..contract import DataContract
     from .distributed import resolve_device
 
     model, meta = load_model(checkpoint)
+    contract = DataContract.from_meta(meta, model, source=str(checkpoint))
     dev = resolve_device(device)
     model.to(dev)
-    store = open_data(data, cache_dir)
-    dmeta = meta.get("data", {})
-    layout = dmeta.get("layout") or meta.get("layout") or store.layout
-    if _layout_joints(layout) != _layout_joints(store.layout):
-        raise DataError(f"the checkpoint expects layout {layout!r} ({_layout_joints(layout)} joints) but the "
-                        f"data uses {store.layout!r} ({_layout_joints(store.layout)} joints)", file=str(data))
+    store = open_data(data, cache_dir, contract.layout.ref)
+    contract.check_layout(store.joint_layout(), f"the data {data}")  # by table, not joint count
+    layout = contract.layout
     class_names = list(meta.get("class_names") or store.class_names)
     if len(class_names) != model.num_classes:
         raise DataError(f"checkpoint has {model.num_classes} outputs but {len(class_names)} class names")
@@ -303,10 +303,10 @@ def _evaluate(checkpoint, data, split, *, clips, classes, out, batch_size, num_w
             raise DataError(f"split {split!r} has no sample of the {len(subset)} requested classes", file=str(data))
         idx, labels_all = idx[keep], labels_all[keep]
 
-    n_clips = int(clips or dmeta.get("test_clips", 1))
-    specs, ds_clips = with_test_clips(dmeta.get("test_pipeline", []), n_clips)
+    n_clips = int(clips or contract.test_clips)
+    specs, ds_clips = with_test_clips(contract.test_pipeline, n_clips)
     transform = build_transform(specs, layout, getattr(store, "channels", None))
-    ds = SkeletonDataset(store, idx, transform, seed=int(dmeta.get("seed", 0)), clips=ds_clips)
+    ds = SkeletonDataset(store, idx, transform, seed=contract.seed, clips=ds_clips)
     ds.labels = labels_all
     sampler = EpochBatchSampler(batch_size)
     sampler.set_order(range(len(ds)), EVAL_EPOCH)

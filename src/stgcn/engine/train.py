@@ -363,7 +363,7 @@ def _train(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
     from tqdm import tqdm
 
     from ..checkpoint import atomic_torch_save, safe_load, save_model
-    from ..graph import get_layout
+    from ..contract import DataContract, training_layout
     from ..models import create_model
 
     if cfg.train.num_threads > 0:
@@ -390,16 +390,12 @@ def _train(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
         if not cfg.data.path:
             raise ConfigError("data.path is empty: pass --data PATH")
         if info.is_main:
-            store = open_data(cfg.data.path, cfg.data.cache_dir)  # converts a pickle once, on rank 0
+            store = open_data(cfg.data.path, cfg.data.cache_dir, cfg.data.layout)  # converts a pickle once, on rank 0
         D.barrier(info)
         if not info.is_main:
-            store = open_data(cfg.data.path, cfg.data.cache_dir)
-    layout_name = cfg.data.layout or store.layout
-    layout = get_layout(layout_name)
-    if layout.num_joints != get_layout(store.layout).num_joints:
-        raise DataError(f"layout {layout_name!r} has {layout.num_joints} joints but the data has layout "
-                        f"{store.layout!r} ({get_layout(store.layout).num_joints} joints)", file=cfg.data.path)
-    cfg.data.layout = layout_name
+            store = open_data(cfg.data.path, cfg.data.cache_dir, cfg.data.layout)
+    layout = training_layout(cfg.data.layout, store, cfg.data.path)  # checked against the store's by table
+    cfg.data.layout = cfg.data.layout or (layout.name if layout.builtin else None)  # None: the store's table
     class_names = list(store.class_names)
     cfg.data.train_split, cfg.data.val_split = resolve_splits(store, cfg.data.train_split, cfg.data.val_split)
     tr_idx = np.asarray(store.split(cfg.data.train_split), dtype=np.int64)
@@ -415,9 +411,9 @@ def _train(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
     train_specs = resolve_pipeline(cfg.data.train_pipeline, cfg.data.stream)
     test_specs = resolve_pipeline(cfg.data.test_pipeline, cfg.data.stream)
     channels = getattr(store, "channels", None)
-    train_tf = build_transform(train_specs, layout_name, channels)
+    train_tf = build_transform(train_specs, layout, channels)
     clip_specs, ds_clips = with_test_clips(test_specs, cfg.data.test_clips)
-    test_tf = build_transform(clip_specs, layout_name, channels)
+    test_tf = build_transform(clip_specs, layout, channels)
     seed = cfg.train.seed
     train_ds = SkeletonDataset(store, tr_idx, train_tf, seed=seed)
     val_ds = SkeletonDataset(store, va_idx, test_tf, seed=seed, clips=ds_clips)
@@ -425,7 +421,7 @@ def _train(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
 
     # ---- model
     mkw = dict(cfg.model.kwargs)
-    model = create_model(cfg.model.name, layout=layout_name, num_classes=len(class_names), in_channels=in_channels,
+    model = create_model(cfg.model.name, layout=layout.ref, num_classes=len(class_names), in_channels=in_channels,
                          strategy=cfg.model.strategy, edge_importance=cfg.model.edge_importance,
                          dropout=cfg.model.dropout, **mkw)
     dev = info.device
@@ -469,11 +465,10 @@ def _train(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
             print(f"resuming {out} at epoch {start_epoch + 1}, step {start_step}", flush=True)
 
     # ---- outputs
-    data_meta = {"layout": layout_name, "stream": cfg.data.stream, "test_pipeline": test_specs,
-                 "test_clips": cfg.data.test_clips, "in_channels": in_channels, "seed": seed,
-                 "num_joints": layout.num_joints, "channels": list(channels or []),
-                 "store_meta": _jsonable(getattr(store, "meta", {}))}
-    meta = {"class_names": class_names, "layout": layout_name, "stream": cfg.data.stream, "data": data_meta,
+    contract = DataContract.for_training(store, layout, tr_idx, test_specs, in_channels=in_channels,
+                                         stream=cfg.data.stream, test_clips=cfg.data.test_clips, seed=seed)
+    data_meta = {**contract.to_dict(), "store_meta": _jsonable(getattr(store, "meta", {}))}
+    meta = {"class_names": class_names, "layout": layout.name, "stream": cfg.data.stream, "data": data_meta,
             "in_channels": in_channels, "recipe": cfg.recipe, "config": cfg.to_dict()}
     tb = None
     if info.is_main:

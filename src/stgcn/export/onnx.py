@@ -1,13 +1,16 @@
-"""ONNX export with dynamic batch and time axes, checked against onnxruntime.
+"""ONNX export with dynamic batch, time and person axes, checked against onnxruntime.
 
 The legacy TorchScript exporter (``dynamo=False``) at opset 17 is used: it exports the graph
-convolution's ``einsum`` as a native ONNX ``Einsum`` and keeps N and T dynamic because the model
+convolution's ``einsum`` as a native ONNX ``Einsum`` and keeps N, T and M dynamic because the model
 pools with ``mean`` (``avg_pool2d(x, x.size()[2:])`` would freeze them). The dynamo exporter works too
 but emits opset 18 whatever is asked.
 
-After export the file is run with onnxruntime on a random input of a *different* batch size and
-length than the export example, and compared with torch eager (max abs difference), so a shape that
-was baked in during tracing is caught here rather than in production.
+A checkpoint is exported at its data contract's person slots (M = 1 for a one-person model) and the
+contract goes into the metadata (``data``: layout table, M, channels, test pipeline), so whoever runs
+the file builds its input as :meth:`stgcn.contract.DataContract.prepare` does. After export the file
+is run with onnxruntime on a random input of a *different* batch size, length and person count than
+the export example, and compared with torch eager (max abs difference), so a shape that was baked in
+during tracing is caught here rather than in production.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class ExportReport:
     threads: int = 1
 
     def summary(self) -> str:
-        return (f"wrote {self.path} (opset {self.opset}, dynamic N and T; exported at {self.export_shape})\n"
+        return (f"wrote {self.path} (opset {self.opset}, dynamic N, T and M; exported at {self.export_shape})\n"
                 f"onnxruntime vs torch on {self.check_shape}: max abs diff {self.max_abs_diff:.2e} "
                 f"(logits up to {self.max_abs_logit:.2f})\n"
                 f"best of {self.repeat} on {self.timing_shape}, {self.threads} thread(s): "
@@ -52,8 +55,8 @@ class ExportReport:
                 f"({self.torch_ms / self.ort_ms:.2f}x)")
 
 
-def input_spec(model: Any, num_persons: int = 2) -> tuple[int, int, int]:
-    """(C, V, M) of a model's input."""
+def input_spec(model: Any, num_persons: int) -> tuple[int, int, int]:
+    """(C, V, M) of a model's input with ``num_persons`` person slots."""
     params = (getattr(model, "config", {}) or {}).get("params", {})
     c = int(params.get("in_channels", 3))
     layout = getattr(model, "layout", None)
@@ -72,7 +75,7 @@ def _time(fn, repeat: int) -> float:
     return best * 1000.0
 
 
-def export_onnx(model: Any, path: str | Path, *, opset: int = 17, num_persons: int = 2, example_frames: int = 64,
+def export_onnx(model: Any, path: str | Path, *, opset: int = 17, num_persons: int = 1, example_frames: int = 64,
                 check_frames: int = 37, check_batch: int = 3, tolerance: float = 1e-4, timing_frames: int = 64,
                 repeat: int = 10, metadata: dict | None = None, seed: int = 0) -> ExportReport:
     """Export ``model`` to ``path`` (written atomically) and check it with onnxruntime.
@@ -97,7 +100,7 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = 17, num_persons: i
             try:
                 torch.onnx.export(
                     model, (example,), tmp, dynamo=False, opset_version=opset, input_names=["skeleton"],
-                    output_names=["logits"], dynamic_axes={"skeleton": {0: "batch", 2: "frames"},
+                    output_names=["logits"], dynamic_axes={"skeleton": {0: "batch", 2: "frames", 4: "persons"},
                                                            "logits": {0: "batch"}},
                 )
             except OSError:
@@ -119,7 +122,7 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = 17, num_persons: i
         # same thread count as torch, so the timing compares runtimes and not core counts
         so.intra_op_num_threads = torch.get_num_threads()
         sess = ort.InferenceSession(tmp, so, providers=["CPUExecutionProvider"])
-        x = torch.randn(check_batch, c, check_frames, v, m, generator=g)
+        x = torch.randn(check_batch, c, check_frames, v, m + 1, generator=g)  # another M than exported
         with torch.inference_mode():
             ref = model(x).numpy()
         got = sess.run(["logits"], {"skeleton": x.numpy()})[0]
@@ -140,13 +143,14 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = 17, num_persons: i
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *, opset: int = 17, **kw: Any) -> ExportReport:
-    """Export an stgcn checkpoint; class names and layout go into the ONNX metadata."""
+    """Export an stgcn checkpoint at its contract's M; class names, layout and the data contract go
+    into the ONNX metadata."""
     from ..checkpoint import load_model
+    from ..contract import DataContract
 
     model, meta = load_model(checkpoint)
-    data = meta.get("data") or {}
-    num_persons = int(data.get("num_persons") or data.get("num_person") or 2)
     if not hasattr(model, "layout"):
         raise CheckpointError(f"{checkpoint}: the model has no layout")
-    md = {"class_names": meta.get("class_names", []), "layout": model.layout.name, "data": data}
-    return export_onnx(model, out, opset=opset, num_persons=num_persons, metadata=md, **kw)
+    contract = DataContract.from_meta(meta, model, source=str(checkpoint))
+    md = {"class_names": meta.get("class_names", []), "layout": contract.layout.name, "data": contract.to_dict()}
+    return export_onnx(model, out, opset=opset, num_persons=contract.num_persons, metadata=md, **kw)

@@ -46,12 +46,20 @@ class DemoResult:
     interrupted: bool = False
     source: str = ""
 
+    def timed(self, pose_s: float, wall_s: float, latencies_ms: list[float]) -> None:
+        """Fill the speed figures from the seconds spent in pose estimation and in all."""
+        self.pose_fps = self.frames / pose_s if pose_s > 0 else 0.0
+        self.fps = self.frames / wall_s if wall_s > 0 else 0.0
+        self.latency_ms = _latency_stats(latencies_ms)
+
     def summary(self) -> str:
         lat = self.latency_ms
         lines = [f"{self.frames} frames from {self.source}: pose {self.pose_fps:.1f} fps, end to end "
                  f"{self.fps:.1f} fps; {len(self.windows)} windows, latency mean {lat.get('mean', 0):.1f} ms, "
                  f"max {lat.get('max', 0):.1f} ms" + (" (interrupted)" if self.interrupted else "")]
-        if self.windows and self.windows[-1].scene:
+        if self.windows and self.windows[-1].nobody:
+            lines.append("last window: nobody there")
+        elif self.windows:
             label, score = self.windows[-1].scene[0]
             lines.append(f"last window: {label} ({score:.2f})")
         if self.out:
@@ -96,35 +104,13 @@ def run_demo(video: str | Path | None = None, camera: int | str | None = None, c
         max_frames: stop after this many frames.
         pose: a pose backend (default: :class:`MediaPipePose` with ``max_people``, ``detect_every``).
     """
-    from .video import CameraReader, H264Writer, VideoReader
-
     if (video is None) == (camera is None):
         raise ConfigError("give exactly one of a video file or a camera")
-    if checkpoint is None:
-        raise ConfigError("a checkpoint is needed (--checkpoint)")
-    predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint,
-                                                                                              official=official)
-    from .pose import MediaPipePose
-
-    # fail on a layout the pose source cannot produce, or an unreadable input, before loading models
-    predictor.check_source(pose.layout if pose is not None else MediaPipePose.layout)
-    reader = VideoReader(video) if video is not None else CameraReader(camera)
-    made_pose = pose is None
-    try:
-        if made_pose:
-            pose = MediaPipePose(max_people=max_people, detect_every=detect_every)
-        stream = StreamRecognizer(predictor, pose.layout, window=window, stride=stride, smoothing=smoothing,
-                                  topk=topk, image_size=(reader.width, reader.height))
-        writer = H264Writer(out, reader.fps, reader.width, reader.height) if out is not None else None
-    except BaseException:
-        # release the camera (and MediaPipe) when the setup fails, e.g. an unwritable --out: a camera
-        # left open stays busy for other programs until the process exits
-        reader.close()
-        if made_pose and pose is not None:
-            pose.close()
-        raise
+    predictor = _predictor(checkpoint, official)
+    reader, pose, stream, writer = _open(predictor, video, camera, pose, out, max_people=max_people,
+                                         detect_every=detect_every, window=window, stride=stride,
+                                         smoothing=smoothing, topk=topk)
     source = str(video) if video is not None else f"camera {camera}"
-    edges = predictor.layout.edges
     # without a display cv2.imshow aborts the process: record headless instead (see can_show_window)
     show = not no_window and can_show_window()
     cv2 = None
@@ -146,40 +132,18 @@ def run_demo(video: str | Path | None = None, camera: int | str | None = None, c
             if win is not None:
                 result.windows.append(win)
                 if progress:
-                    top = f"{win.scene[0][0]} ({win.scene[0][1]:.2f})" if win.scene else "-"
-                    print(f"frame {win.frame}: {top}, {win.latency_ms:.0f} ms", flush=True)
+                    print(_progress_line(win), flush=True)
             result.frames += 1
             if writer is None and not show:
                 continue
-            canvas = rgb.copy()
-            last = stream.last
-            from .draw import draw_hud, draw_person
-
-            for tid, p in pairs:
-                kp = map_keypoints(p.keypoints, pose.layout, predictor.layout.name, score_channel=True)
-                label = None
-                if last is not None and tid in last.people and last.people[tid]:
-                    name, score = last.people[tid][0]
-                    label = f"{name} {score:.2f}"
-                att = last.attention.get(tid) if last is not None else None
-                draw_person(canvas, kp, edges, tid, label, att)
-            pose_fps = result.frames / pose_time if pose_time > 0 else 0.0
-            hud = [f"pose {pose_fps:.0f} fps  window {stream.latencies_ms[-1]:.0f} ms" if stream.latencies_ms
-                   else f"pose {pose_fps:.0f} fps  warming up"]
-            if last is not None and last.scene:
-                hud.append(f"{last.scene[0][0]} {last.scene[0][1]:.2f}")
-            draw_hud(canvas, hud)
+            canvas = _overlay(rgb, pairs, stream, pose.layout, result.frames / pose_time if pose_time > 0 else 0.0)
             if writer is not None:
                 writer.write(canvas)
-            if show:
-                cv2.imshow("stgcn demo", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                    break
+            if show and _show(cv2, canvas):
+                break
         if not result.windows and result.frames > 0:
-            # a clip shorter than the first window still gets one prediction
-            win = stream.predict_now()
-            if win is not None:
-                result.windows.append(win)
+            # a clip shorter than the first window still gets one answer
+            result.windows.append(stream.predict_now())
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
@@ -191,13 +155,76 @@ def run_demo(video: str | Path | None = None, camera: int | str | None = None, c
                 result.out = writer.close()
             if show:
                 cv2.destroyAllWindows()
-    wall = time.perf_counter() - t_start
-    result.pose_fps = result.frames / pose_time if pose_time > 0 else 0.0
-    result.fps = result.frames / wall if wall > 0 else 0.0
-    result.latency_ms = _latency_stats(stream.latencies_ms)
+    result.timed(pose_time, time.perf_counter() - t_start, stream.latencies_ms)
     if json_out is not None:
         result.json_out = write_predictions_json(json_out, result, predictor, stream)
     return result
+
+
+def _predictor(checkpoint: Any, official: bool) -> Predictor:
+    if checkpoint is None:
+        raise ConfigError("a checkpoint is needed (--checkpoint)")
+    return checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint,
+                                                                                         official=official)
+
+
+def _open(predictor: Predictor, video, camera, pose, out, *, max_people: int, detect_every: int,
+          window: int | None, stride: int | None, smoothing: str, topk: int) -> tuple:
+    """``(reader, pose, stream, writer)`` of a run; what was opened is closed when a later step fails."""
+    from .pose import MediaPipePose
+    from .video import CameraReader, H264Writer, VideoReader
+
+    # fail on a layout the pose source cannot produce, or an unreadable input, before loading models
+    predictor.check_source(pose.layout if pose is not None else MediaPipePose.layout)
+    reader = VideoReader(video) if video is not None else CameraReader(camera)
+    made_pose = pose is None
+    try:
+        if made_pose:
+            pose = MediaPipePose(max_people=max(max_people, predictor.contract.num_persons), detect_every=detect_every)
+        stream = StreamRecognizer(predictor, pose.layout, window=window, stride=stride, smoothing=smoothing,
+                                  topk=topk, image_size=(reader.width, reader.height))
+        writer = H264Writer(out, reader.fps, reader.width, reader.height) if out is not None else None
+    except BaseException:
+        # release the camera (and MediaPipe) when the setup fails, e.g. an unwritable --out: a camera
+        # left open stays busy for other programs until the process exits
+        reader.close()
+        if made_pose and pose is not None:
+            pose.close()
+        raise
+    return reader, pose, stream, writer
+
+
+def _progress_line(win: WindowResult) -> str:
+    top = f"{win.scene[0][0]} ({win.scene[0][1]:.2f})" if win.scene else "nobody there"
+    return f"frame {win.frame}: {top}, {win.latency_ms:.0f} ms"
+
+
+def _show(cv2: Any, canvas: np.ndarray) -> bool:
+    """Show the frame in the window; whether the user asked to quit (q or Esc)."""
+    cv2.imshow("stgcn demo", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    return cv2.waitKey(1) & 0xFF in (ord("q"), 27)
+
+
+def _overlay(rgb: np.ndarray, pairs: list, stream: StreamRecognizer, pose_layout: str, pose_fps: float) -> np.ndarray:
+    """A copy of the frame with every person's skeleton (in the model's layout), track id, label and
+    attention, and the HUD (pose fps, window latency, the scene's label or "nobody there")."""
+    from .draw import draw_hud, draw_person
+
+    canvas = rgb.copy()
+    last, layout = stream.last, stream.predictor.layout
+    for tid, p in pairs:
+        kp = map_keypoints(p.keypoints, pose_layout, layout, score_channel=True)
+        label = None
+        if last is not None and last.people.get(tid):
+            name, score = last.people[tid][0]
+            label = f"{name} {score:.2f}"
+        draw_person(canvas, kp, layout.edges, tid, label, last.attention.get(tid) if last is not None else None)
+    hud = [f"pose {pose_fps:.0f} fps  window {stream.latencies_ms[-1]:.0f} ms" if stream.latencies_ms
+           else f"pose {pose_fps:.0f} fps  warming up"]
+    if last is not None:
+        hud.append(f"{last.scene[0][0]} {last.scene[0][1]:.2f}" if last.scene else "nobody there")
+    draw_hud(canvas, hud)
+    return canvas
 
 
 def write_predictions_json(path: str | Path, result: DemoResult, predictor: Predictor,
@@ -206,7 +233,8 @@ def write_predictions_json(path: str | Path, result: DemoResult, predictor: Pred
 
     doc = {
         "source": result.source, "frames": result.frames, "interrupted": result.interrupted,
-        "layout": predictor.layout.name, "window": stream.window, "stride": stream.stride,
+        "layout": predictor.layout.name, "persons": predictor.contract.num_persons,
+        "window": stream.window, "stride": stream.stride, "min_frames": predictor.contract.min_frames,
         "pose_fps": round(result.pose_fps, 2), "fps": round(result.fps, 2),
         "latency_ms": {k: round(v, 3) if isinstance(v, float) else v for k, v in result.latency_ms.items()},
         "windows": [w.to_json() for w in result.windows],

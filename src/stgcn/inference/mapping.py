@@ -18,16 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import LayoutError, ShapeError
+from ..graph import Layout, get_layout
 
 Recipe = int | tuple
-
-# Source layouts a pose estimator produces but no model is built on keep their joint counts here.
-SOURCE_JOINTS: dict[str, int] = {
-    "mediapipe": 33,
-    "coco": 17,
-    "body25": 25,
-    "openpose": 18,
-}
 
 _MID_SHOULDER_MP = ("mean", (11, 12))
 _MID_HIP_MP = ("mean", (23, 24))
@@ -99,47 +92,27 @@ MAPPINGS: dict[tuple[str, str], list[Recipe]] = {
     ("mediapipe", "ntu-rgb+d"): _MP_TO_NTU,
 }
 
-# 3D layouts: a model on these wants metric world coordinates, not image pixels.
-WORLD_LAYOUTS = frozenset({"kinect-v1", "openni-15", "ntu-rgb+d", "msr-action3d", "kard", "ntu_edge"})
-
-_ALIASES = {"body_25": "body25", "openpose25": "body25", "blazepose": "mediapipe", "mediapipe33": "mediapipe",
-            "coco17": "coco", "openpose18": "openpose", "coco18": "openpose", "kinetics": "openpose",
-            "kinect20": "kinect-v1", "kinect": "kinect-v1", "utkinect": "kinect-v1", "openni15": "openni-15",
-            "florence3d": "openni-15", "sbu": "openni-15", "ntu": "ntu-rgb+d", "nturgb+d": "ntu-rgb+d",
-            "ntu25": "ntu-rgb+d"}
-
-
-def canonical_layout(name: str) -> str:
-    key = str(name).lower()
-    return _ALIASES.get(key, key)
-
-
-def available_mappings(src_layout: str) -> list[str]:
+def available_mappings(src_layout: str | Layout) -> list[str]:
     """Destination layouts reachable from ``src_layout`` (itself included)."""
-    src = canonical_layout(src_layout)
-    return sorted({src} | {d for (s, d) in MAPPINGS if s == src})
+    src = get_layout(src_layout)
+    known = src.canonical
+    return sorted({src.name} | ({d for (s, d) in MAPPINGS if s == known.name} if known else set()))
 
 
-def mapping_table(src_layout: str, dst_layout: str) -> list[Recipe]:
-    """The recipe list from ``src_layout`` to ``dst_layout``; raises :class:`LayoutError` if none."""
-    src, dst = canonical_layout(src_layout), canonical_layout(dst_layout)
+def mapping_table(src_layout: str | Layout, dst_layout: str | Layout) -> list[Recipe]:
+    """The recipe list from ``src_layout`` to ``dst_layout`` (names or :class:`Layout`); the same
+    table maps by identity. Raises :class:`LayoutError` when there is no mapping."""
+    src, dst = get_layout(src_layout), get_layout(dst_layout)
     if src == dst:
-        return list(range(_num_joints(src)))
-    try:
-        return MAPPINGS[(src, dst)]
-    except KeyError:
+        return list(range(src.num_joints))
+    known_src, known_dst = src.canonical, dst.canonical  # the tables are defined between built-ins
+    table = MAPPINGS.get((known_src.name, known_dst.name)) if known_src and known_dst else None
+    if table is None:
         raise LayoutError(
-            f"no joint mapping from the pose layout {src!r} to the model layout {dst!r}; from {src!r} "
-            f"the demo can produce: {', '.join(available_mappings(src))}"
-        ) from None
-
-
-def _num_joints(layout: str) -> int:
-    if layout in SOURCE_JOINTS:
-        return SOURCE_JOINTS[layout]
-    from ..graph import get_layout
-
-    return get_layout(layout).num_joints
+            f"no joint mapping from the pose layout {src.name!r} to the model layout {dst.name!r}; from "
+            f"{src.name!r} the demo can produce: {', '.join(available_mappings(src))}"
+        )
+    return table
 
 
 def _apply(recipe: Recipe, xyz: np.ndarray, conf: np.ndarray | None):
@@ -161,7 +134,7 @@ def _apply(recipe: Recipe, xyz: np.ndarray, conf: np.ndarray | None):
 
 
 def map_keypoints(
-    kp: np.ndarray, src_layout: str, dst_layout: str, *, score_channel: bool = False
+    kp: np.ndarray, src_layout: str | Layout, dst_layout: str | Layout, *, score_channel: bool = False
 ) -> np.ndarray:
     """Re-express keypoints ``kp`` (..., V_src, C) of ``src_layout`` in ``dst_layout``: (..., V_dst, C).
 
@@ -171,9 +144,9 @@ def map_keypoints(
     """
     kp = np.asarray(kp, dtype=np.float32)
     table = mapping_table(src_layout, dst_layout)
-    v_src = _num_joints(canonical_layout(src_layout))
-    if kp.ndim < 2 or kp.shape[-2] != v_src:
-        raise ShapeError(f"keypoints of layout {src_layout!r} must have shape (..., {v_src}, C), "
+    src = get_layout(src_layout)
+    if kp.ndim < 2 or kp.shape[-2] != src.num_joints:
+        raise ShapeError(f"keypoints of layout {src.name!r} must have shape (..., {src.num_joints}, C), "
                          f"found {kp.shape}")
     if score_channel:
         xyz, conf = kp[..., :-1], kp[..., -1]

@@ -14,7 +14,6 @@ mediapipe is imported lazily: ``import stgcn`` never pulls it in.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..data.formats import jsontext
 from ..errors import DataError, require
 
 
@@ -198,8 +198,8 @@ def read_openpose_frame(path: str | Path) -> list[np.ndarray]:
     """The (V, 3) keypoint arrays (x, y, confidence; pixels) of one OpenPose ``*_keypoints.json``."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = jsontext.loads(path.read_bytes(), str(path))
+    except OSError as exc:
         raise DataError(f"not a readable OpenPose JSON file ({exc})", file=str(path)) from None
     people = doc.get("people") if isinstance(doc, dict) else None
     if not isinstance(people, list):
@@ -227,18 +227,20 @@ class OpenPoseFolderSource:
     """The people of every frame in an OpenPose output folder (``--write_json``), in frame order.
 
     Frames are sorted by the frame number in ``<video>_<frame:012d>_keypoints.json`` (missing numbers
-    are frames without people). The layout is
+    are frames without people; the numbers may span at most ``max_frames`` frames, as for the data
+    reader). The layout is
     ``openpose`` (COCO-18) or ``body25`` as the files say; map it with
     :func:`stgcn.inference.mapping.map_keypoints`. OpenPose JSON does not record the image size:
     pass ``image_size=(width, height)`` when the model normalises by it (Kinetics).
     """
 
-    def __init__(self, folder: str | Path, image_size: tuple[int, int] | None = None) -> None:
+    def __init__(self, folder: str | Path, image_size: tuple[int, int] | None = None,
+                 max_frames: int | None = None) -> None:
         self.folder = Path(folder)
-        from ..data.formats.openpose import frame_files
+        from ..data.formats.openpose import MAX_FRAMES, frame_files
 
-        # the data reader's listing: frame numbers parsed and checked (no duplicates), in order
-        numbered = frame_files(self.folder)
+        # the data reader's listing: frame numbers parsed and checked (no duplicates, bounded span)
+        numbered = frame_files(self.folder, MAX_FRAMES if max_frames is None else max_frames)
         first = numbered[0][0]
         by_number = dict(numbered)
         # frames OpenPose skipped are empty frames, so time stays uniform
@@ -257,8 +259,10 @@ class OpenPoseFolderSource:
         return len(self.files)
 
     def __iter__(self) -> Iterator[list[Person]]:
+        from ..graph import get_layout
+
         w, h = self.image_size or (None, None)
-        expected = 18 if self.layout == "openpose" else 25
+        expected = get_layout(self.layout).num_joints
         for f in self.files:
             frame = []
             for kp in read_openpose_frame(f) if f is not None else []:

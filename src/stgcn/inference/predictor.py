@@ -1,111 +1,73 @@
 """Top-k action labels from a skeleton, with the checkpoint's own data contract.
 
-``Predictor(model, meta)`` reads everything it needs from the checkpoint meta, so the caller never
-guesses the input format:
+``Predictor(model, meta)`` reads the :class:`~stgcn.contract.DataContract` of the checkpoint (layout,
+person slots, channels, normalisation, test pipeline and clips) and builds every input from it:
 
-* ``meta["layout"]`` (or ``meta["data"]["layout"]``): the joint order the model expects;
-* ``meta["data"]["normalization"]``: ``"kinetics"`` for the official Kinetics model (x / W, y / H,
-  minus 0.5, zero where the score is 0; channels x, y, score) — raw inputs only;
-* ``meta["data"]["test_pipeline"]`` (or ``"pipeline"``): transform specs for
-  :func:`stgcn.data.transforms.build_pipeline`, applied to every input (centering, pre-normalisation,
-  padding, the bone/motion stream, ...); store samples get only this, since the store already holds
-  what the training pipeline started from;
-* ``meta["data"]["clip_len"]`` / ``num_persons``: the window and person slots of live inputs.
+* a raw clip, a :class:`~stgcn.data.sample.Sample` or an array (C, T, V, M) as
+  ``open_store(D).get(i)`` returns it, goes through :meth:`Predictor.prepare` (layout and channels
+  checked, person slots filled, normalisation, the test pipeline as ``stgcn eval`` runs it) in
+  ``__call__``, :meth:`~Predictor.probabilities` and :meth:`~Predictor.logits`;
+* input already prepared for the model, (N, C, T, V, M), goes through the explicit
+  :meth:`~Predictor.logits_prepared`, :meth:`~Predictor.probabilities_prepared` and
+  :meth:`~Predictor.features_prepared`;
+* people from a pose source (video, OpenPose folder, camera) become a raw clip in the model's
+  layout with :meth:`~Predictor.people_clip`.
 
->>> p = Predictor.from_checkpoint("runs/utkinect/best.pt")
->>> p(sample, topk=3)          # [("walk", 0.91), ("carry", 0.05), ("push", 0.02)]
+>>> p = Predictor.from_checkpoint("runs/demo/train/checkpoints/best.pt")
+>>> p(open_store("runs/demo/data").get(20), topk=3)   # the answer of `stgcn predict runs/demo/data#20`
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..contract import DataContract, channel_names
 from ..errors import CheckpointError, LayoutError, ShapeError
-from ..graph import get_layout
-from .mapping import WORLD_LAYOUTS, canonical_layout, mapping_table, mediapipe_world_to_kinect
-
-TWO_D_LAYOUTS = frozenset({"openpose", "coco", "mediapipe"})
+from ..graph import Layout, get_layout
+from .mapping import map_keypoints, mapping_table, mediapipe_world_to_kinect
 
 
 @dataclass
-class DataContract:
-    """What a model expects as input, resolved from checkpoint meta."""
+class ClipPrediction:
+    """The answer for a clip built from detected people (a video, an OpenPose folder)."""
 
-    layout: str
-    in_channels: int
-    normalization: str = "none"
-    clip_len: int | None = None
-    num_persons: int = 2
-    pipeline: list[dict] = field(default_factory=list)
-    channels: list[str] | None = None
+    top: list[tuple[str, float]]  # top-k (label, probability); empty when nobody is there
+    frames: int                   # frames of the input
+    person_frames: int            # frames in which the most-seen person was detected
+    min_frames: int               # frames of a person the model needs (its contract's min_frames)
 
     @property
-    def world(self) -> bool:
-        """Whether the model wants metric 3D coordinates (Kinect-like) rather than image ones."""
-        return canonical_layout(self.layout) in WORLD_LAYOUTS or (
-            self.channels is not None and "z" in self.channels)
+    def nobody(self) -> bool:
+        return not self.top
 
-    @classmethod
-    def from_meta(cls, meta: dict, model: Any = None) -> DataContract:
-        data = dict(meta.get("data") or {})
-        layout = meta.get("layout") or data.get("layout") or getattr(getattr(model, "layout", None), "name", None)
-        if layout is None:
-            raise CheckpointError("the checkpoint meta names no layout (meta['layout'])")
-        layout = get_layout(layout).name
-        in_ch = data.get("in_channels") or meta.get("in_channels")
-        if in_ch is None and model is not None:
-            in_ch = (getattr(model, "config", {}) or {}).get("params", {}).get("in_channels")
-        pipeline = data.get("test_pipeline", data.get("pipeline")) or []
-        if isinstance(pipeline, dict):  # {"train": [...], "test": [...]}
-            pipeline = pipeline.get("test") or pipeline.get("val") or []
-        channels = data.get("channels") or (data.get("store_meta") or {}).get("channels")
-        return cls(layout=layout, in_channels=int(in_ch or 3), normalization=str(data.get("normalization", "none")),
-                   clip_len=data.get("clip_len") or data.get("window"),
-                   num_persons=int(data.get("num_persons") or data.get("num_person") or 2),
-                   pipeline=list(pipeline), channels=list(channels) if channels else None)
-
-
-def normalize_kinetics(arr: np.ndarray, image_size: tuple[float, float] | None = None) -> np.ndarray:
-    """The official Kinetics input: (3, T, V, M) x, y, score -> x/W - 0.5, y/H - 0.5, 0 where score is 0.
-
-    Coordinates already in 0..1 (Kinetics-skeleton JSON) pass ``image_size=None``.
-    """
-    out = np.array(arr, dtype=np.float32, copy=True)
-    if image_size is not None:
-        out[0] /= float(image_size[0])
-        out[1] /= float(image_size[1])
-    out[0:2] -= 0.5
-    out[0:2][:, out[2] == 0] = 0.0
-    return out
+    def describe(self) -> str:
+        return (f"nobody there: a person in {self.person_frames} of {self.frames} frames, the model needs "
+                f"at least {self.min_frames}")
 
 
 class Predictor:
     """A model plus its data contract: skeleton in, top-k ``(label, probability)`` out."""
 
-    def __init__(self, model: Any, meta: dict, device: str = "cpu") -> None:
+    def __init__(self, model: Any, meta: Mapping, device: str = "cpu") -> None:
         import torch
 
         self.torch = torch
         self.model = model.to(device).eval()
         self.meta = dict(meta)
         self.device = device
-        self.contract = DataContract.from_meta(self.meta, model)
-        self.layout = get_layout(self.contract.layout)
+        self.contract: DataContract = DataContract.from_meta(self.meta, model)
+        self.layout: Layout = self.contract.layout
         n_cls = getattr(model, "num_classes", None)
         names = self.meta.get("class_names") or [str(i) for i in range(n_cls or 0)]
         if n_cls is not None and len(names) != n_cls:
             raise CheckpointError(f"meta has {len(names)} class names, the model {n_cls} classes")
         self.class_names: list[str] = list(names)
-        self._pipeline = None
-        if self.contract.pipeline:
-            from ..data.transforms import build_pipeline
-
-            self._pipeline = build_pipeline(self.contract.pipeline, self.layout, channels=self.contract.channels)
         self._warned_position = False
 
     # -- construction ----------------------------------------------------------------------------
@@ -113,146 +75,146 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, *, official: bool = False, layout: str = "openpose",
                         device: str = "cpu") -> Predictor:
         """Load an stgcn checkpoint, or with ``official=True`` a checkpoint of the official code
-        (Kinetics-400: layout ``openpose``, the packaged Kinetics-400 class names)."""
+        (its meta from :func:`stgcn.compat.official.official_meta`, as ``convert-official`` writes it)."""
         if official:
-            from ..compat import load_official
-            from ..compat.official import KINETICS_CONTRACT
-            from ..resources import kinetics400_labels
+            from ..compat.official import load_official, official_meta
 
             model = load_official(path, layout=layout)
-            names = kinetics400_labels() if model.num_classes == 400 else None
-            meta = {"class_names": names, "layout": get_layout(layout).name,
-                    "data": dict(KINETICS_CONTRACT) if get_layout(layout).name == "openpose" else {}}
-            return cls(model, meta, device)
+            return cls(model, official_meta(model, path), device)
         from ..checkpoint import load_model
 
         model, meta = load_model(path)
         return cls(model, meta, device)
 
-    # -- input preparation -----------------------------------------------------------------------
-    def check_source(self, src_layout: str) -> None:
+    # -- raw clips -------------------------------------------------------------------------------
+    def prepare(self, clip: Any, *, layout: Layout | str | Mapping | None = None,
+                image_size: tuple[float, float] | None = None, what: str | None = None) -> np.ndarray:
+        """The model input (clips, C, T, V, M) of a raw clip: a Sample, or (C, T, V, M) as the store
+        keeps it. ``layout``: the clip's layout when known (a Sample's ``meta["layout"]`` otherwise),
+        checked against the model's; ``image_size`` (width, height) for pixel coordinates; ``what``
+        names the clip in errors."""
+        channels = None
+        if hasattr(clip, "to_array"):  # a Sample
+            meta = getattr(clip, "meta", {}) or {}
+            layout = layout if layout is not None else meta.get("layout")
+            image_size = image_size if image_size is not None else _image_size(meta)
+            channels = channel_names(clip.keypoint.shape[3], clip.score is not None and clip.keypoint.shape[3] == 2)
+            what = what or (f"sample {clip.name!r}" if getattr(clip, "name", "") else "the sample")
+            clip = clip.to_array()
+        elif isinstance(clip, self.torch.Tensor):
+            clip = clip.detach().cpu().numpy()
+        return self.contract.prepare(np.asarray(clip), layout=layout, channels=channels, image_size=image_size,
+                                     what=what or "the input")
+
+    def logits(self, clip: Any, **kw: Any) -> np.ndarray:
+        """Logits (classes,) of one raw clip: the mean over its test clips, as ``stgcn eval`` scores."""
+        return self.logits_prepared(self.prepare(clip, **kw)).mean(axis=0)
+
+    def probabilities(self, clip: Any, **kw: Any) -> np.ndarray:
+        """Class probabilities (classes,) of one raw clip (softmax of :meth:`logits`)."""
+        return _softmax(self.logits(clip, **kw))
+
+    def __call__(self, clip: Any, topk: int = 5, **kw: Any) -> list[tuple[str, float]]:
+        """Top-k ``(label, probability)`` of one raw clip (keywords as for :meth:`prepare`)."""
+        return self.topk(self.probabilities(clip, **kw), topk)
+
+    def topk(self, probs: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
+        order = np.argsort(-probs, kind="stable")[:k]
+        return [(self.class_names[i], float(probs[i])) for i in order]
+
+    # -- prepared input --------------------------------------------------------------------------
+    def _tensor(self, x: Any):
+        torch = self.torch
+        x = x.float() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float32))
+        if x.dim() == 4:
+            x = x[None]
+        if x.dim() != 5:
+            raise ShapeError(f"expected prepared input (N, C, T, V, M) or (C, T, V, M), found shape {tuple(x.shape)}")
+        return x.to(self.device)
+
+    def logits_prepared(self, x: Any) -> np.ndarray:
+        """Logits (N, classes) of input already prepared for the model (no contract applied)."""
+        with self.torch.inference_mode():
+            return self.model(self._tensor(x)).float().cpu().numpy()
+
+    def probabilities_prepared(self, x: Any) -> np.ndarray:
+        return _softmax(self.logits_prepared(x))
+
+    def features_prepared(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(feature (N, C', T', V, M), logits (N, classes))`` via ``model.extract_features``."""
+        with self.torch.inference_mode():
+            feat, logits = self.model.extract_features(self._tensor(x))
+            return feat.float().cpu().numpy(), logits.float().cpu().numpy()
+
+    def run_prepared(self, inputs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Several prepared inputs (each (clips, C, T, V, M), as :meth:`prepare` gives) in one batch:
+        ``(probabilities (n, classes), features (n, C', T', V, M))``, each averaged over its clips
+        (logits before the softmax, as ``stgcn eval`` does)."""
+        clips = inputs[0].shape[0]
+        feat, logits = self.features_prepared(np.concatenate(list(inputs)))
+        n = len(inputs)
+        return (_softmax(logits.reshape(n, clips, -1).mean(axis=1)),
+                feat.reshape(n, clips, *feat.shape[1:]).mean(axis=1))
+
+    # -- people from a pose source ---------------------------------------------------------------
+    def check_source(self, src_layout: str | Layout) -> None:
         """Raise :class:`LayoutError` when a pose source cannot feed this model."""
         try:
-            mapping_table(src_layout, self.layout.name)
+            mapping_table(src_layout, self.layout)
         except LayoutError as exc:
             raise LayoutError(f"the checkpoint's layout is {self.layout.name!r}, which the pose source "
                               f"cannot provide: {exc}") from None
 
-    def finish(self, arr: np.ndarray, raw: bool = True, image_size: tuple[float, float] | None = None,
-               seed: int = 0) -> np.ndarray:
-        """Apply the contract's normalisation (raw inputs) and test pipeline to (C, T, V, M)."""
-        arr = np.asarray(arr, dtype=np.float32)
-        if arr.ndim != 4:
-            raise ShapeError(f"expected a skeleton array (C, T, V, M), found shape {arr.shape}")
-        if arr.shape[2] != self.layout.num_joints:
-            raise LayoutError(f"the input has {arr.shape[2]} joints, the checkpoint's layout "
-                              f"{self.layout.name!r} has {self.layout.num_joints}")
-        if raw and self.contract.normalization == "kinetics":
-            if arr.shape[0] != 3:
-                raise ShapeError(f"the Kinetics normalisation needs channels x, y, score; found C={arr.shape[0]}")
-            arr = normalize_kinetics(arr, image_size)
-        if self._pipeline is not None:
-            arr = self._pipeline(arr, np.random.default_rng(seed))
-        return np.ascontiguousarray(arr, dtype=np.float32)
-
-    def sample_to_input(self, sample: Any) -> np.ndarray:
-        """A :class:`stgcn.data.sample.Sample` as a model input (C, T, V, M)."""
-        arr = sample.to_array()
-        image_size = None
-        meta = getattr(sample, "meta", {}) or {}
-        shape = meta.get("img_shape") or meta.get("image_shape")
-        size = meta.get("image_size")
-        if self.contract.normalization == "kinetics" and float(np.abs(arr[:2]).max(initial=0)) > 1.5:
-            if size:
-                image_size = (float(size[0]), float(size[1]))
-            elif shape:
-                image_size = (float(shape[1]), float(shape[0]))  # (h, w) as pyskl writes it
-            else:
-                raise ShapeError("pixel coordinates but no image size: give the sample meta 'image_size' "
-                                 "(width, height), e.g. --image-size 340x256")
-        return self.finish(arr, raw=True, image_size=image_size)
-
-    def people_to_input(self, slots: list[list[Any]], image_size: tuple[int, int] | None,
-                        src_layout: str) -> np.ndarray:
-        """Model input (C, T, V, M) from per-person-slot lists of per-frame ``Person | None``.
-
-        2D models get mapped pixel keypoints (x, y, score); 3D models get mapped world landmarks in
-        Kinect axes. Missing frames and empty slots stay zero, as in the training data.
-        """
-        if self.contract.normalization == "kinetics" and not self.contract.world and image_size is None:
-            raise ShapeError("this checkpoint normalises by the image size, which the pose source does not "
-                             "record: give it (--image-size WIDTHxHEIGHT)")
+    def people_clip(self, slots: Sequence[Sequence[Any]], src_layout: str | Layout) -> np.ndarray:
+        """A raw clip (C, T, V, M) in the model's layout and channels from person slots, each a
+        per-frame list of ``Person | None`` (at most M slots are used; missing frames and slots stay
+        zero, as in the training data). 3D models get the mapped world landmarks in Kinect axes,
+        2D models the mapped pixel keypoints (x, y and, when trained with it, the score)."""
+        self.check_source(src_layout)
+        c = self.contract
         t = max((len(s) for s in slots), default=0)
-        m = max(self.contract.num_persons, 1)
-        v = self.layout.num_joints
-        table_src = canonical_layout(src_layout)
-        self.check_source(table_src)
-        c = 3
-        arr = np.zeros((c, max(t, 1), v, m), np.float32)
-        from .mapping import map_keypoints
-
-        for j, frames in enumerate(slots[:m]):
+        arr = np.zeros((3, max(t, 1), self.layout.num_joints, c.num_persons), np.float32)
+        for j, frames in enumerate(list(slots)[:c.num_persons]):
             for i, p in enumerate(frames):
                 if p is None:
                     continue
-                if self.contract.world:
+                if c.world:
                     self._warn_position()
                     if p.world is None:
                         raise LayoutError(f"the checkpoint's layout {self.layout.name!r} is 3D, but the pose "
-                                          f"source {src_layout!r} gives no world coordinates")
-                    arr[:, i, :, j] = map_keypoints(mediapipe_world_to_kinect(p.world), table_src,
-                                                    self.layout.name).T
+                                          f"source {get_layout(src_layout).name!r} gives no world coordinates")
+                    arr[:, i, :, j] = map_keypoints(mediapipe_world_to_kinect(p.world), src_layout, self.layout).T
                 else:
-                    arr[:, i, :, j] = map_keypoints(p.keypoints, table_src, self.layout.name, score_channel=True).T
-        # a 2D model trained without the score channel gets x, y only
-        if not self.contract.world and self.contract.in_channels == 2:
-            arr = arr[:2]
-        return self.finish(arr, raw=True, image_size=image_size)
+                    arr[:, i, :, j] = map_keypoints(p.keypoints, src_layout, self.layout, score_channel=True).T
+        return arr[:len(c.channels)]  # a 2D model trained without the score gets x, y only
+
+    def present(self, slots: Sequence[Sequence[Any]]) -> int:
+        """Frames in which the most-seen person of ``slots`` was detected."""
+        return max((sum(p is not None for p in frames) for frames in slots), default=0)
 
     def _warn_position(self) -> None:
-        centred = any(s.get("name") in ("pre_normalize", "center") for s in self.contract.pipeline)
+        centred = any(s.get("name") in ("pre_normalize", "center") for s in self.contract.test_pipeline)
         if not centred and not self._warned_position:
             self._warned_position = True
             warnings.warn("this 3D checkpoint's test pipeline does not centre the skeleton, so it depends on "
                           "where the person stands; camera-derived (MediaPipe world) skeletons are placed "
                           "at a nominal 2.3 m from the camera", stacklevel=3)
 
-    # -- inference -----------------------------------------------------------------------------
-    def _tensor(self, x: Any):
-        torch = self.torch
-        if hasattr(x, "to_array"):
-            x = self.sample_to_input(x)
-        x = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not isinstance(x, torch.Tensor) else x.float()
-        if x.dim() == 4:
-            x = x[None]
-        if x.dim() != 5:
-            raise ShapeError(f"expected (C, T, V, M) or (N, C, T, V, M), found shape {tuple(x.shape)}")
-        return x.to(self.device)
 
-    def logits(self, x: Any) -> np.ndarray:
-        with self.torch.inference_mode():
-            return self.model(self._tensor(x)).float().cpu().numpy()
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
 
-    def features(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
-        """``(feature (N, C', T', V, M), probabilities (N, classes))`` via ``model.extract_features``."""
-        with self.torch.inference_mode():
-            feat, logits = self.model.extract_features(self._tensor(x))
-            return feat.float().cpu().numpy(), self.torch.softmax(logits.float(), dim=1).cpu().numpy()
 
-    def probabilities(self, x: Any) -> np.ndarray:
-        with self.torch.inference_mode():
-            return self.torch.softmax(self.model(self._tensor(x)).float(), dim=1).cpu().numpy()
-
-    def topk(self, probs: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
-        order = np.argsort(-probs)[:k]
-        return [(self.class_names[i], float(probs[i])) for i in order]
-
-    def __call__(self, x: Any, topk: int = 5) -> list[tuple[str, float]]:
-        """Top-k ``(label, probability)`` for one skeleton: a Sample, (C, T, V, M) or (1, C, T, V, M)."""
-        probs = self.probabilities(x)
-        if probs.shape[0] != 1:
-            raise ShapeError(f"__call__ takes one skeleton; use probabilities() for a batch of {probs.shape[0]}")
-        return self.topk(probs[0], topk)
+def _image_size(meta: Mapping) -> tuple[float, float] | None:
+    """(width, height) from a sample's meta: ``image_size`` (width, height) or pyskl's ``img_shape``
+    (height, width)."""
+    if meta.get("image_size"):
+        w, h = meta["image_size"]
+        return float(w), float(h)
+    shape = meta.get("img_shape") or meta.get("image_shape")
+    return (float(shape[1]), float(shape[0])) if shape else None
 
 
 def joint_attention(feature: np.ndarray) -> np.ndarray:
@@ -293,36 +255,45 @@ def clip_slots(tracks: list, num_frames: int, k: int = 2) -> list[list[Any]]:
     return slots
 
 
+def predict_people(predictor: Predictor, frames: Any, src_layout: str | Layout, topk: int = 5,
+                   image_size: tuple[int, int] | None = None, what: str = "the input") -> ClipPrediction:
+    """The answer for a whole clip of detected people (an iterable of per-frame person lists): tracks,
+    the M most confident of them (M from the contract), "nobody there" when no person was seen in
+    the contract's ``min_frames`` frames."""
+    tracks, n = track_people(frames)
+    if n == 0:
+        raise ShapeError(f"{what}: no frame")
+    slots = clip_slots(tracks, n, predictor.contract.num_persons)
+    seen, need = predictor.present(slots), predictor.contract.min_frames
+    if seen < need:
+        return ClipPrediction([], n, seen, need)
+    x = predictor.people_clip(slots, src_layout)
+    return ClipPrediction(predictor(x, topk, image_size=image_size), n, seen, need)
+
+
 def predict_video(predictor: Predictor, path: str | Path, topk: int = 5, max_people: int = 2,
-                  pose: Any = None) -> list[tuple[str, float]]:
-    """Top-k for a whole video: pose on every frame, tracks, the two most confident people."""
+                  pose: Any = None) -> ClipPrediction:
+    """The answer for a whole video: pose on every frame, tracks, the M most confident people."""
     from .video import VideoReader
 
     if pose is None:
         from .pose import MediaPipePose
 
-        pose = MediaPipePose(max_people=max_people)
+        pose = MediaPipePose(max_people=max(max_people, predictor.contract.num_persons))
     predictor.check_source(pose.layout)
     with VideoReader(path) as reader:
         try:
-            tracks, n = track_people(pose(f) for f in reader)
+            return predict_people(predictor, (pose(f) for f in reader), pose.layout, topk,
+                                  (reader.width, reader.height), what=f"{path}: the video")
         finally:
             pose.close()
-        size = (reader.width, reader.height)
-    if n == 0:
-        raise ShapeError(f"{path}: the video has no frame")
-    x = predictor.people_to_input(clip_slots(tracks, n, max(predictor.contract.num_persons, 1)), size, pose.layout)
-    return predictor(x, topk)
 
 
 def predict_openpose_folder(predictor: Predictor, folder: str | Path, topk: int = 5,
-                            image_size: tuple[int, int] | None = None) -> list[tuple[str, float]]:
-    """Top-k for an OpenPose output folder (COCO-18 or BODY_25 JSON per frame)."""
+                            image_size: tuple[int, int] | None = None) -> ClipPrediction:
+    """The answer for an OpenPose output folder (COCO-18 or BODY_25 JSON per frame)."""
     from .pose import OpenPoseFolderSource
 
     src = OpenPoseFolderSource(folder, image_size=image_size)
     predictor.check_source(src.layout)
-    tracks, n = track_people(iter(src))
-    x = predictor.people_to_input(clip_slots(tracks, n, max(predictor.contract.num_persons, 1)), image_size,
-                                  src.layout)
-    return predictor(x, topk)
+    return predict_people(predictor, iter(src), src.layout, topk, image_size, what=str(folder))

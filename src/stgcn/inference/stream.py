@@ -1,11 +1,14 @@
 """Live recognition: a sliding window over the tracked people, one prediction every ``stride`` frames.
 
-Per window the model sees, in one batch:
+A track counts in a window when its person was seen in at least the contract's ``min_frames`` of
+its frames; with none, the window's answer is "nobody there" (:attr:`WindowResult.nobody`). Per
+window the model sees, in one batch, inputs built by the checkpoint's data contract (M person
+slots, the test pipeline, as :meth:`Predictor.prepare` builds every input):
 
-* one input per active track (that person alone in the first person slot): the per-person label and
-  the per-joint attention drawn on them;
-* one "scene" input from the two most confident tracks of the window, which is how the models were
-  trained (M = 2: the two people with the largest summed score).
+* one input per track seen in the window's last frame (that person alone in the first person slot):
+  the per-person label and the per-joint attention drawn on them;
+* one "scene" input from the M most confident tracks of the window, which is how the models were
+  trained (the people with the largest summed score; for M = 1 that is the per-person input).
 
 Probabilities are smoothed over windows per track (exponential moving average or the running mean),
 and every window's latency (input building + forward) is measured.
@@ -30,12 +33,18 @@ class WindowResult:
     frame: int                                 # last frame of the window (0-based)
     start: int                                 # first frame of the window
     latency_ms: float
-    scene: list[tuple[str, float]]             # top-k of the two most confident tracks together
+    scene: list[tuple[str, float]]             # top-k of the M most confident tracks; empty: nobody there
     people: dict[int, list[tuple[str, float]]]  # track id -> smoothed top-k
     attention: dict[int, np.ndarray] = field(default_factory=dict)  # track id -> (V,) in 0..1
 
+    @property
+    def nobody(self) -> bool:
+        """No person seen in enough frames of the window: no label, which is the answer."""
+        return not self.scene
+
     def to_json(self) -> dict:
         return {"frame": self.frame, "start": self.start, "latency_ms": round(self.latency_ms, 3),
+                "nobody": self.nobody,
                 "scene": [{"label": l, "score": round(s, 5)} for l, s in self.scene],
                 "people": {str(k): [{"label": l, "score": round(s, 5)} for l, s in v] for k, v in self.people.items()}}
 
@@ -102,26 +111,28 @@ class StreamRecognizer:
         result = self.predict_now() if due else None
         return pairs, result
 
-    def predict_now(self) -> WindowResult | None:
+    def predict_now(self) -> WindowResult:
         """Predict on the last ``window`` frames now (also used at the end of a short video)."""
         t0 = time.perf_counter()
         start = max(0, self.frame - self.window + 1)
-        active = [t for t in self.tracker.tracks if any(p is not None and f >= start for f, p in t.history)]
+        need = min(self.predictor.contract.min_frames, self.window)
+        active = [t for t in self.tracker.tracks
+                  if sum(p is not None and f >= start for f, p in t.history) >= need]
         if not active:
-            return None
+            self.last = WindowResult(frame=self.frame, start=start, latency_ms=0.0, scene=[], people={})
+            return self.last
         live = [t for t in active if t.seen_at(self.frame)] or active
-        m = max(self.predictor.contract.num_persons, 1)
-        inputs = [self.predictor.people_to_input([self._slot(t, start)] + [[]] * (m - 1), self.image_size,
-                                                 self.src_layout) for t in live]
-        top = self.tracker.most_confident(min(m, 2), since=start - 1)
-        if len(top) == 1 and [t.id for t in live] == [top[0].id]:
-            inputs.append(inputs[0])  # one person: the scene is that person; no second forward
-            feat, probs = self.predictor.features(np.stack(inputs[:1]))
-            feat, probs = np.concatenate([feat, feat]), np.concatenate([probs, probs])
-        else:
-            inputs.append(self.predictor.people_to_input([self._slot(t, start) for t in top], self.image_size,
-                                                         self.src_layout))
-            feat, probs = self.predictor.features(np.stack(inputs))
+        ids = {t.id for t in active}
+        ranked = self.tracker.most_confident(len(self.tracker.tracks), since=start - 1)
+        top = [t for t in ranked if t.id in ids][:self.predictor.contract.num_persons]
+        clips = [self.predictor.people_clip([self._slot(t, start)], self.src_layout) for t in live]
+        one = len(top) == 1 and [t.id for t in live] == [top[0].id]  # the scene is that person's input
+        if not one:
+            clips.append(self.predictor.people_clip([self._slot(t, start) for t in top], self.src_layout))
+        probs, feat = self.predictor.run_prepared([self.predictor.prepare(c, image_size=self.image_size)
+                                                   for c in clips])
+        if one:
+            probs, feat = np.concatenate([probs, probs]), np.concatenate([feat, feat])
         att = joint_attention(feat)
         people, attention = {}, {}
         for i, t in enumerate(live):

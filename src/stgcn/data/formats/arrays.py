@@ -47,6 +47,8 @@ def array_to_sample(arr, name: str, file: str, label: int | None = None, layout:
     except DataError as exc:
         raise DataError(exc.reason, file=file, record=name) from None
     _check_layout(s, layout, file)
+    if layout is not None:
+        s.meta["layout"] = layout
     return s
 
 

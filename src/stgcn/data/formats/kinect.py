@@ -119,7 +119,7 @@ def read_msr_action3d(path: str | Path, *, zero_frames: str = "drop", label: int
     arr = _frames(load_table(path, 4), 20, path)
     xyz, score, nz = _drop_zero_frames(arr[..., :3], arr[..., 3], zero_frames, str(path))
     m = MSR_RE.match(path.name)
-    meta: dict = {"zero_frames": nz, "zero_frames_mode": zero_frames}
+    meta: dict = {"layout": "msr-action3d", "zero_frames": nz, "zero_frames_mode": zero_frames}
     if m:
         a, s, e = (int(g) for g in m.groups()[:3])
         meta.update(action=a, subject=s, repetition=e)
@@ -128,10 +128,10 @@ def read_msr_action3d(path: str | Path, *, zero_frames: str = "drop", label: int
     return Sample(keypoint=xyz[None], score=score[None], label=label, name=name, meta=meta)
 
 
-def _read_15(path: Path, pattern: re.Pattern, scale: float, label: int | None, key: str) -> Sample:
+def _read_15(path: Path, pattern: re.Pattern, scale: float, label: int | None, key: str, layout: str) -> Sample:
     arr = _frames(load_table(path, 3), 15, path) * scale
     m = pattern.match(path.name)
-    meta: dict = {}
+    meta: dict = {"layout": layout}
     if m:
         a, s, third = (int(g) for g in m.groups()[:3])
         meta.update({"action": a, "subject": s, key: third})
@@ -141,12 +141,12 @@ def _read_15(path: Path, pattern: re.Pattern, scale: float, label: int | None, k
 
 def read_kard(path: str | Path, *, label: int | None = None) -> Sample:
     """KARD ``aAA_sSS_eEE_realworld.txt``: 15 lines ``x y z`` (mm -> m) per frame, KARD joint order."""
-    return _read_15(Path(path), KARD_RE, 1e-3, label, "repetition")
+    return _read_15(Path(path), KARD_RE, 1e-3, label, "repetition", "kard")
 
 
 def read_florence(path: str | Path, *, label: int | None = None) -> Sample:
     """Florence 3D ``aAA_sS_idN.txt``: 15 lines ``x y z`` (mm -> m) per frame, OpenNI-15 order."""
-    return _read_15(Path(path), FLORENCE_RE, 1e-3, label, "video_id")
+    return _read_15(Path(path), FLORENCE_RE, 1e-3, label, "video_id", "openni-15")
 
 
 def read_sbu(path: str | Path, *, label: int | None = None) -> Sample:
@@ -158,7 +158,7 @@ def read_sbu(path: str | Path, *, label: int | None = None) -> Sample:
     arr = load_table(path, 91, delimiter=",")
     kp = arr[:, 1:].reshape(-1, 2, 15, 3).transpose(1, 0, 2, 3)
     parts = path.parts
-    meta: dict = {}
+    meta: dict = {"layout": "openni-15"}
     if len(parts) >= 4 and re.fullmatch(r"s\d\ds\d\d", parts[-4]) and parts[-3].isdigit():
         meta.update(set=parts[-4], action=int(parts[-3]), take=parts[-2])
         label = int(parts[-3]) - 1 if label is None else label
@@ -228,7 +228,7 @@ def read_utkinect(path: str | Path, start: float, end: float, *, dedupe: bool = 
     if not sel.any():
         raise DataError(f"no skeleton row with frame id in [{start:g}, {end:g}]", file=str(path))
     kp = arr[sel, 1:].reshape(-1, 20, 3)
-    meta = {"start": start, "end": end, "frame_ids": ids[sel].astype(int).tolist(),
+    meta = {"layout": "kinect-v1", "start": start, "end": end, "frame_ids": ids[sel].astype(int).tolist(),
             "repeated_frame_ids": n_dup, "deduplicated": dedupe}
     m = re.search(r"s(\d\d)_e(\d\d)", path.name)
     if m:

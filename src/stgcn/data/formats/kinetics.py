@@ -6,13 +6,13 @@ zeroing of undetected joints belong to the transforms, not the reader.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import DataError
 from ..sample import Sample
+from . import jsontext
 
 NUM_JOINTS = 18
 MAX_FRAMES = 100_000  # default bound on frame_index before allocating (Kinetics clips are <= 300 frames)
@@ -26,10 +26,7 @@ def _load_json(path: Path):
         raise DataError(f"cannot read file: {exc.strerror or exc}", file=str(path)) from None
     if not text.strip():
         raise DataError("empty file", file=str(path))
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise DataError(f"not valid JSON: {exc}", file=str(path)) from None
+    return jsontext.loads(text, str(path))
 
 
 def _slot_order(rows: dict[int, list], num_p: int, num_t: int, max_persons: int, mode: str, file: str):
@@ -186,7 +183,8 @@ def read_kinetics(path: str | Path, *, max_persons: int = 2, person_selection: s
             label = None if li == -1 else li  # -1 = unlabeled (the test set release)
     if label is not None and class_names is not None and not 0 <= label < len(class_names):
         raise DataError(f"label {label} outside the {len(class_names)} classes", file=file, record="label_index")
-    meta = {"frames_in_file": len(frames), "person_selection": person_selection, "pad_mode": pad_mode,
+    meta = {"layout": "openpose", "frames_in_file": len(frames), "person_selection": person_selection,
+            "pad_mode": pad_mode,
             "pad_to": pad_to, "label_name": doc.get("label")}
     return Sample(keypoint=kp, score=score, label=label, name=path.stem, meta=meta)
 

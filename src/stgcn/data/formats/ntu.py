@@ -642,7 +642,7 @@ def skeleton_to_sample(skel: NTUSkeleton, max_bodies: int = 2, body_selection: s
     if not skel.bodies:
         raise DataError("no body in any frame (missing skeleton)", file=skel.name)
     kp = np.zeros((max_bodies, skel.num_frames, NUM_JOINTS, 3), dtype=np.float32)
-    meta: dict = {"body_selection": body_selection, "num_body_ids": len(skel.bodies),
+    meta: dict = {"layout": "ntu-rgb+d", "body_selection": body_selection, "num_body_ids": len(skel.bodies),
                   "max_bodies_per_frame": skel.max_bodies_per_frame}
     if body_selection == "official":
         for body in skel.bodies:

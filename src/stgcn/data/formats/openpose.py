@@ -7,7 +7,6 @@ convention).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..sample import Sample
+from . import jsontext
 
 # openpose-18 (COCO order, see reference/formats.md) joint j is BODY_25 keypoint BODY25_TO_COCO18[j]:
 #   0 nose<-0, 1 neck<-1, 2 r-shoulder<-2, 3 r-elbow<-3, 4 r-wrist<-4, 5 l-shoulder<-5,
@@ -27,8 +27,12 @@ MAX_FRAMES = 10_000  # default bound on the span of frame numbers (max_frames)
 MAX_PEOPLE = 100  # default bound on the people listed in one frame (max_people)
 
 
-def frame_files(folder: str | Path) -> list[tuple[int, Path]]:
-    """The ``*_keypoints.json`` files of a folder with their frame numbers, in frame order."""
+def frame_files(folder: str | Path, max_frames: int = MAX_FRAMES) -> list[tuple[int, Path]]:
+    """The ``*_keypoints.json`` files of a folder with their frame numbers, in frame order.
+
+    The frame numbers may span at most ``max_frames`` frames (a DataError naming the last file
+    otherwise), so that nothing later is sized by a number in a file name.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError("not a folder of OpenPose *_keypoints.json files", file=str(folder))
@@ -45,6 +49,9 @@ def frame_files(folder: str | Path) -> list[tuple[int, Path]]:
     for (a, pa), (b, _pb) in zip(out, out[1:], strict=False):
         if a == b:
             raise DataError(f"two files for frame {a}", file=str(pa))
+    if out[-1][0] - out[0][0] + 1 > max_frames:
+        raise DataError(f"frame numbers {out[0][0]}..{out[-1][0]} span more than {max_frames} frames "
+                        "(max_frames)", file=str(out[-1][1]))
     return out
 
 
@@ -61,19 +68,15 @@ def read_openpose(folder: str | Path, *, to_coco18: bool = False, image_size: tu
     ``max_people`` people (default 100). Nothing is sized by the frame numbers before both are
     checked; the clip then takes M x T x V x 3 float32 values (M <= ``max_persons`` when given).
     """
-    files = frame_files(folder)
+    files = frame_files(folder, max_frames)
     first = files[0][0]
-    if files[-1][0] - first + 1 > max_frames:
-        raise DataError(f"frame numbers span more than {max_frames} frames (max_frames)", file=str(files[-1][1]))
     people_per_frame: list[list[np.ndarray]] = []
     num_kp: int | None = None
     for fidx, p in files:
         try:
-            doc = json.loads(p.read_bytes())
+            doc = jsontext.loads(p.read_bytes(), str(p))
         except OSError as exc:
             raise DataError(f"cannot read file: {exc.strerror or exc}", file=str(p)) from None
-        except (ValueError, RecursionError) as exc:
-            raise DataError(f"not valid JSON: {exc}", file=str(p)) from None
         if not isinstance(doc, dict) or not isinstance(doc.get("people"), list):
             raise DataError("missing list 'people'", file=str(p), record=f"frame {fidx}")
         if len(doc["people"]) > max_people:

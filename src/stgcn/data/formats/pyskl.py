@@ -12,6 +12,10 @@ from ...errors import DataError
 from ..safe_pickle import safe_load
 from ..sample import Sample
 
+# A class index is a row of the classifier and a name in the class list: far above any action
+# dataset (Kinetics-700, NTU-120) and far below what a label such as 10**9 would make us allocate.
+MAX_CLASSES = 100_000
+
 
 def load_pyskl(path: str | Path) -> tuple[dict[str, list[str]], list[dict]]:
     """``(split, annotations)`` of a pyskl pickle, checked record by record."""
@@ -35,6 +39,7 @@ def load_pyskl(path: str | Path) -> tuple[dict[str, list[str]], list[dict]]:
             raise DataError(f"annotation lacks key(s) {missing}", file=file, record=rec)
         if not isinstance(ann["frame_dir"], str):
             raise DataError("'frame_dir' must be a string", file=file, record=rec)
+        _check_label(ann.get("label"), file, rec)
         names.add(ann["frame_dir"])
     for key, members in split.items():
         if not isinstance(members, (list, tuple)) or not all(isinstance(m, str) for m in members):
@@ -44,6 +49,16 @@ def load_pyskl(path: str | Path) -> tuple[dict[str, list[str]], list[dict]]:
             raise DataError(f"split lists {len(unknown)} unknown frame_dir(s), e.g. {unknown[0]!r}",
                             file=file, record=f"split[{key!r}]")
     return {k: list(v) for k, v in split.items()}, anns
+
+
+def _check_label(label, file: str, record: str) -> int | None:
+    """A pyskl label as an int in 0..MAX_CLASSES-1 (None when absent), else a DataError."""
+    if label is None:
+        return None
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < MAX_CLASSES:
+        raise DataError(f"'label' must be an integer in 0..{MAX_CLASSES - 1}, found {label!r}", file=file,
+                        record=record)
+    return int(label)
 
 
 def annotation_to_sample(ann: dict, file: str = "", record: str | None = None) -> Sample:
@@ -60,11 +75,7 @@ def annotation_to_sample(ann: dict, file: str = "", record: str | None = None) -
     if score is not None and (not isinstance(score, np.ndarray) or score.shape != kp.shape[:3]):
         raise DataError(f"'keypoint_score' shape {getattr(score, 'shape', None)} does not match keypoint "
                         f"{kp.shape[:3]}", file=file, record=rec)
-    label = ann.get("label")
-    if label is not None:
-        if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or label < 0:
-            raise DataError(f"'label' must be a non-negative integer, found {label!r}", file=file, record=rec)
-        label = int(label)
+    label = _check_label(ann.get("label"), file, rec)
     total = ann.get("total_frames")
     if total is not None and int(total) != kp.shape[1]:
         raise DataError(f"total_frames {total} but keypoint has {kp.shape[1]} frames", file=file, record=rec)
