@@ -15,8 +15,8 @@ def test_shipped_recipes():
 
 @pytest.mark.parametrize("name", list_recipes())
 def test_every_recipe_loads_and_builds(name):
+    from stgcn.data.pipeline import resolve_pipeline, with_test_clips
     from stgcn.data.transforms import build_pipeline
-    from stgcn.engine.evaluate import resolve_pipeline, with_test_clips
     from stgcn.models import create_model
 
     cfg = load_recipe(name)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import importlib
 import io
 import json
 import multiprocessing
@@ -529,24 +528,26 @@ def test_openpose_people_times_frame_span_is_bounded(tmp_path):
 # ------------------------------------------------------------------ concurrency: the run lock
 
 
-def _train_module():
-    return importlib.import_module("stgcn.engine.train")
-
-
 def _contend(out: str, start, done, results) -> None:  # run in forked children
-    T = _train_module()
-    lock = T.RunLock(Path(out))
+    from stgcn.engine.runlock import RunLock, RunLockedError
+
+    lock = RunLock(Path(out))
     start.wait()
     try:
         lock.acquire()
         results.put("won")
-    except T.RunLockedError:
+    except RunLockedError:
         results.put("refused")
     done.wait()  # the winner holds the lock until everyone has tried
     lock.release()
 
 
-def test_simultaneous_starts_let_exactly_one_run_in(tmp_path):
+@pytest.mark.parametrize("stale", [False, True], ids=["no-lock-file", "stale-lock-file"])
+def test_simultaneous_starts_let_exactly_one_run_in(tmp_path, stale):
+    # also the takeover race: several runs finding the lock file of a killed run at once
+    if stale:
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / ".lock").write_text(f"{socket.gethostname()}:999999999\n")
     ctx = multiprocessing.get_context("fork")
     n = 4
     start, done, results = ctx.Barrier(n), ctx.Barrier(n), ctx.Queue()
@@ -557,64 +558,38 @@ def test_simultaneous_starts_let_exactly_one_run_in(tmp_path):
         p.join(60)
     assert all(p.exitcode == 0 for p in procs)
     assert sorted(results.get(timeout=5) for _ in range(n)) == ["refused"] * (n - 1) + ["won"]
-    assert not (tmp_path / "run" / ".lock").exists()
-
-
-def test_lock_being_written_is_not_taken_over(tmp_path):
-    T = _train_module()
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / ".lock").write_text("")  # created with O_EXCL, owner not written yet
-    with pytest.raises(T.RunLockedError, match="in use"):
-        T.RunLock(out).acquire()
-    assert (out / ".lock").exists()
-
-
-def test_stale_lock_takeover_race_lets_only_one_run_in(tmp_path, monkeypatch):
-    T = _train_module()
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / ".lock").write_text(f"{socket.gethostname()}:999999999\n")  # left by a killed run
-    a, b = T.RunLock(out), T.RunLock(out)
-    real = T._pid_alive
-    calls = []
-
-    def pid_alive(pid):
-        calls.append(pid)
-        if len(calls) == 1:  # b has read the stale owner; a starts now and takes the lock over
-            a.acquire()
-        return real(pid)
-
-    monkeypatch.setattr(T, "_pid_alive", pid_alive)
-    with contextlib.suppress(T.RunLockedError):
-        b.acquire()
-    assert a.held
-    assert not b.held, "both runs hold the lock"
 
 
 def test_lock_held_by_a_live_run_is_refused_whatever_its_file_says(tmp_path):
-    T = _train_module()
+    from stgcn.engine.runlock import RunLock, RunLockedError
+
     out = tmp_path / "run"
-    a = T.RunLock(out)
+    a = RunLock(out)
     a.acquire()
     try:
         (out / ".lock").write_text(f"{socket.gethostname()}:999999999\n")  # looks stale, but a holds the flock
-        with pytest.raises(T.RunLockedError, match="in use"):
-            T.RunLock(out).acquire()
+        with pytest.raises(RunLockedError, match="in use"):
+            RunLock(out).acquire()
     finally:
         a.release()
-    assert not (out / ".lock").exists()
+    b = RunLock(out)
+    b.acquire()
+    assert b.held
+    b.release()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_lock_of_a_killed_run_is_free_while_its_forked_children_live(tmp_path):
     # DataLoader workers are forked children: they must not keep a killed run's lock alive
+    from stgcn.engine.runlock import RunLock, RunLockedError
+
     out = tmp_path / "run"
     code = textwrap.dedent(f"""
         import os, sys, time
         from pathlib import Path
-        from stgcn.engine.train import RunLock
-        RunLock(Path({str(out)!r})).acquire()
+        from stgcn.engine.runlock import RunLock
+        lock = RunLock(Path({str(out)!r}))
+        lock.acquire()
         child = os.fork()
         if child == 0:
             time.sleep(60)
@@ -625,10 +600,11 @@ def test_lock_of_a_killed_run_is_free_while_its_forked_children_live(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code], env=_env(), stdout=subprocess.PIPE, text=True)
     child = int(proc.stdout.readline())
     try:
+        with pytest.raises(RunLockedError):  # held while its owner lives
+            RunLock(out).acquire()
         proc.kill()
         proc.wait(30)
-        T = _train_module()
-        lock = T.RunLock(out)
+        lock = RunLock(out)
         lock.acquire()  # the owner is dead; its child closed its copy of the lock at fork
         assert lock.held
         lock.release()
@@ -648,7 +624,7 @@ def test_importing_the_engine_leaves_float_semantics_alone():
 
 
 def test_flush_to_zero_is_scoped_to_the_run_and_restored():
-    from stgcn.engine.evaluate import flushes_denormals, flushing_denormals
+    from stgcn.runtime import flushes_denormals, flushing_denormals
 
     was = flushes_denormals()
     supported = torch.set_flush_denormal(True)  # False on CPUs without the flag: then nothing changes

@@ -153,7 +153,7 @@ def test_workers_do_not_change_the_result(store_dir, tmp_path):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(store_dir, tmp_path):
     from stgcn.engine import train
-    from stgcn.engine.train import TrainingDivergedError
+    from stgcn.engine.training import TrainingDivergedError
 
     out = tmp_path / "nan"
     train(tiny_config(store_dir, out, epochs=1))
@@ -189,17 +189,22 @@ def test_live_lock_refuses_and_stale_lock_is_taken_over(store_dir, tmp_path):
     import socket
 
     from stgcn.engine import train
-    from stgcn.engine.train import RunLockedError
+    from stgcn.engine.runlock import RunLock, RunLockedError
 
     out = tmp_path / "locked"
-    out.mkdir()
-    (out / ".lock").write_text(f"{socket.gethostname()}:{os.getppid()}\n")  # a live process
-    with pytest.raises(RunLockedError, match="in use"):
-        train(tiny_config(store_dir, out, epochs=1))
+    holder = RunLock(out)  # a live run
+    holder.acquire()
+    try:
+        with pytest.raises(RunLockedError, match=f"in use .*{socket.gethostname()}:{os.getpid()}"):
+            train(tiny_config(store_dir, out, epochs=1))
+    finally:
+        holder.release()
     assert not (out / "checkpoints").exists()
-    (out / ".lock").write_text(f"{socket.gethostname()}:999999999\n")  # no such PID
+    (out / ".lock").write_text(f"{socket.gethostname()}:999999999\n")  # left by a killed run
     train(tiny_config(store_dir, out, epochs=1))
-    assert not (out / ".lock").exists()
+    again = RunLock(out)  # the finished run let go of it
+    again.acquire()
+    again.release()
 
 
 def test_existing_run_needs_resume_or_overwrite(store_dir, tmp_path):
@@ -214,7 +219,7 @@ def test_existing_run_needs_resume_or_overwrite(store_dir, tmp_path):
 
 def test_split_inference_and_errors(store_dir, tmp_path):
     from stgcn.engine import train
-    from stgcn.engine.train import resolve_splits
+    from stgcn.engine.training import resolve_splits
 
     s = open_store(store_dir)
     assert resolve_splits(s, "", "") == ("train", "val")

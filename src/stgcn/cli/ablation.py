@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.evaluate import flushing_denormals
+    from ..runtime import flushing_denormals
 
     # flush-to-zero before the first torch op, so that torch's intra-op threads inherit it
     with flushing_denormals():

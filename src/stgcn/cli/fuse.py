@@ -18,8 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.evaluate import save_scores
-    from ..fusion import fuse
+    from ..fusion import fuse, save_scores
 
     res = fuse(args.scores, args.weights)
     print(f"fused {len(args.scores)} files, {len(res.names)} samples, weights {args.weights or 'equal'}")

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.evaluate import flushing_denormals
+    from ..runtime import flushing_denormals
 
     # flush-to-zero before the first torch op, so that torch's intra-op threads inherit it
     with flushing_denormals():
@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
         prepare("utkinect", None, data)
 
     print("[2/4] training ST-GCN with the 'small' recipe (cross-subject split)", flush=True)
-    from ..engine.train import train
+    from ..engine.training import train
 
     cfg = load_recipe("small")
     cfg.data.path = str(data)

@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.evaluate import flushing_denormals
+    from ..runtime import flushing_denormals
 
     # flush-to-zero before the first torch op, so that torch's intra-op threads inherit it
     with flushing_denormals():
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ..engine import distributed as D
-    from ..engine.train import train, train_streams
+    from ..engine.training import train, train_streams
     from ..errors import ConfigError
 
     cfg = build_config(args)
