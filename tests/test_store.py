@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,12 +59,14 @@ def test_splits_and_unknown_split_lists_names(store_dir):
         s.split("test")
 
 
-def test_pickle_drops_the_memmap(store_dir):
+def test_pickle_reopens_the_memmap_instead_of_copying_it(store_dir):
+    # a DataLoader worker gets the store pickled: it must map data.npy itself, not receive a copy
     s = open_store(store_dir)
     s.get(0)
-    assert s._data is not None
     s2 = pickle.loads(pickle.dumps(s))
-    assert s2._data is None
+    assert isinstance(s2.data, np.memmap)
+    assert Path(s2.data.filename).resolve() == (Path(store_dir) / "data.npy").resolve()
+    assert len(pickle.dumps(s)) < s.data.nbytes
     np.testing.assert_array_equal(s2.get(2), s.get(2))
 
 
