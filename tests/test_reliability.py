@@ -417,7 +417,7 @@ def test_cli_main_turns_package_errors_into_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("stgcn predict: error: ") and "checkpoint not found" in err
     rc = main(["eval", "--checkpoint", str(tmp_path / "x.pt"), "--data", "d", "--split", "s", "--clips", "0"])
-    assert rc == 2 and "stgcn eval: error: --clips must be >= 1" in capsys.readouterr().err
+    assert rc == 2 and "stgcn eval: error: clips must be >= 1" in capsys.readouterr().err
 
 
 def test_cli_main_turns_ctrl_c_into_exit_130(monkeypatch, capsys):

@@ -4,6 +4,7 @@ worker counts chosen from the machine (the cores this process may use, not the c
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -56,3 +57,17 @@ def set_threads(num_threads: int) -> None:
         import torch
 
         torch.set_num_threads(num_threads)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, e.g. under taskset or a container's
+    cpuset), not the cores the machine has."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_workers() -> int:
+    """DataLoader workers when the config says null: see docs (measured, README "Results")."""
+    return min(4, available_cores() // 2)

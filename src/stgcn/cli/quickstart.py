@@ -18,15 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime import flushing_denormals
-
-    # flush-to-zero before the first torch op, so that torch's intra-op threads inherit it
-    with flushing_denormals():
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
-    import os
     import time
     from pathlib import Path
 
@@ -55,8 +46,6 @@ def _run(args: argparse.Namespace) -> int:
     cfg.train.overwrite = True
     if args.epochs:
         cfg.train.epochs = args.epochs
-    if (os.cpu_count() or 1) <= 2:
-        cfg.train.num_threads = 1  # the other core feeds the data loader workers
     res = train(cfg.validate())
 
     print("[3/4] evaluating the best checkpoint", flush=True)

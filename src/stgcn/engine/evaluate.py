@@ -22,7 +22,7 @@ from ..data.pipeline import build_transform, with_test_clips
 from ..data.store import open_data
 from ..errors import ConfigError, DataError
 from ..fusion import save_scores
-from ..runtime import flushing_denormals
+from ..runtime import default_workers, flushing_denormals
 
 
 @torch.inference_mode()
@@ -96,15 +96,36 @@ def _layout_joints(name: str) -> int:
 
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str, *, clips: int | None = None,
              classes: str | Sequence[str] | None = None, out: str | os.PathLike | None = None,
-             batch_size: int = 32, num_workers: int = 2, device: str = "auto", progress: bool = True,
+             batch_size: int = 32, num_workers: int | None = None, device: str = "auto", progress: bool = True,
              cache_dir: str | None = None) -> EvalResult:
     """Score ``checkpoint`` on ``split`` of ``data``.
 
-    ``clips`` overrides the number of test clips saved in the checkpoint. ``classes`` (a list of
-    names, a file, or ``"kinetics-motion"``) restricts evaluation to samples of those classes and
-    predicts the argmax among the subset's logits only. With ``out``, writes ``metrics.json``,
-    ``scores.npz``, ``per_class.csv``, ``confusion.png`` and ``report.md`` there.
+    With ``classes``, only samples of those classes are scored and the prediction is the argmax
+    among the subset's logits (the paper's Kinetics-Motion protocol). ``stgcn eval`` takes its
+    options from this signature.
+
+    Args:
+        checkpoint: stgcn checkpoint (.pt).
+        data: Prepared store directory or pyskl .pkl.
+        split: Split to score (e.g. xsub_test).
+        clips: Test clips per sample (default: the training recipe's, recorded in the checkpoint).
+        classes: Class subset: a file with one name per line, kinetics-motion, or a list of names.
+        out: Directory for metrics.json, scores.npz, per_class.csv, confusion.png and report.md
+            (checked to be writable before the evaluation starts).
+        batch_size: Clips per forward pass.
+        num_workers: DataLoader worker processes (default: chosen from the cores this process may use).
+        device: auto, cpu, cuda or cuda:N.
+        progress: Show a progress bar.
+        cache_dir: Where a pyskl pickle is converted into a store (default ~/.cache/stgcn).
     """
+    from ..atomic import writable_dir
+
+    if clips is not None and clips < 1:
+        raise ConfigError(f"clips must be >= 1, found {clips}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, found {batch_size}")
+    if out is not None:
+        writable_dir(out, what="out")
     with flushing_denormals():
         return _evaluate(checkpoint, data, split, clips=clips, classes=classes, out=out, batch_size=batch_size,
                          num_workers=num_workers, device=device, progress=progress, cache_dir=cache_dir)
@@ -161,7 +182,8 @@ def _evaluate(checkpoint, data, split, *, clips, classes, out, batch_size, num_w
     ds.labels = labels_all
     sampler = EpochBatchSampler(batch_size)
     sampler.set_order(range(len(ds)), EVAL_EPOCH)
-    loader = make_loader(ds, sampler, num_workers, seed=0, persistent=False)
+    workers = default_workers() if num_workers is None else num_workers
+    loader = make_loader(ds, sampler, workers, seed=0, persistent=False)
     scores = predict_scores(model, loader, dev, amp=True, progress=progress)
     labels = labels_all
     names = [store.names[i] for i in idx]

@@ -32,7 +32,7 @@ from ..data.dataset import EVAL_EPOCH, EpochBatchSampler, SkeletonDataset, make_
 from ..data.pipeline import build_transform, resolve_pipeline, with_test_clips
 from ..data.store import open_data
 from ..errors import ConfigError, DataError, StgcnError
-from ..runtime import flushing_denormals, set_threads
+from ..runtime import default_workers, flushing_denormals, set_threads
 from . import distributed as D
 from .config import RunConfig, dump_yaml, from_dict
 from .evaluate import predict_scores, summarize_scores
@@ -223,10 +223,11 @@ class Batches:
         self.steps_per_epoch = -(-len(list(self.sampler)) // self.per_rank)
         self.amp = cfg.train.amp and info.device.type == "cuda"
         self.batch_sampler = EpochBatchSampler(self.per_rank)
-        self.loader = make_loader(data.train_ds, self.batch_sampler, cfg.data.num_workers, seed=cfg.train.seed)
+        workers = default_workers() if cfg.data.num_workers is None else cfg.data.num_workers
+        self.loader = make_loader(data.train_ds, self.batch_sampler, workers, seed=cfg.train.seed)
         val_bs = EpochBatchSampler(max(1, self.per_rank))
         val_bs.set_order(range(len(data.val_ds)), EVAL_EPOCH)
-        self.val_loader = make_loader(data.val_ds, val_bs, cfg.data.num_workers, seed=cfg.train.seed)
+        self.val_loader = make_loader(data.val_ds, val_bs, workers, seed=cfg.train.seed)
 
     def order(self, epoch: int) -> list[int]:
         self.sampler.set_epoch(epoch)
