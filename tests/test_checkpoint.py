@@ -56,3 +56,29 @@ def test_weights_of_another_layout_are_refused(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_model(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 64, b"not a checkpoint\n", bytes(range(200, 256)) * 40])
+def test_bytes_that_are_no_torch_file_are_not_a_checkpoint(tmp_path, content):
+    p = tmp_path / "x.pt"
+    p.write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a checkpoint") as info:
+        safe_load(p)
+    assert "weights_only" not in str(info.value)  # never torch's advice to load it unsafely
+
+
+def test_pickled_code_is_refused_without_the_unsafe_advice(tmp_path):
+    import io
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    buf = io.BytesIO()
+    torch.save({"x": Evil()}, buf)
+    p = tmp_path / "evil.pt"
+    p.write_bytes(buf.getvalue())
+    with pytest.raises(CheckpointError, match="may carry executable code.*GLOBAL") as info:
+        safe_load(p)
+    assert "weights_only" not in str(info.value)

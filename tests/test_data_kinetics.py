@@ -78,3 +78,13 @@ def test_source(tmp_path):
     from stgcn.data import load_item
     s = load_item(src.items[0])
     assert s.keypoint.shape == (2, 8, 18, 2) and s.label == 1
+
+
+@pytest.mark.parametrize("option, match", [({"pad_mode": "x"}, "pad_mode='x': expected one of 'loop', 'zero'"),
+                                           ({"person_selection": "best"}, "person_selection='best'"),
+                                           ({"max_persons": 0}, "max_persons=0")])
+def test_bad_reader_options_are_refused_before_any_file_is_read(tmp_path, option, match):
+    from stgcn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        open_source("kinetics", str(tmp_path / "nowhere"), **option)

@@ -75,3 +75,13 @@ def test_wrong_keys(tmp_path, doc, match):
 def test_garbage_bytes():
     with pytest.raises(DataError, match="pickle"):
         safe_loads(b"\x80\x04not a pickle")
+
+
+@pytest.mark.parametrize("label", ["walk", 1.5, True])
+def test_label_that_is_not_a_class_index_names_file_and_clip(tmp_path, label):
+    anns = _anns()
+    anns[1]["label"] = label
+    p = tmp_path / "ann.pkl"
+    write_pyskl(p, anns, {"train": ["clip0", "clip1", "clip2"]})
+    with pytest.raises(DataError, match=r"ann\.pkl.*clip1.*is not a class index"):
+        open_source("pyskl", str(p))

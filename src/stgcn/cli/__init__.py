@@ -49,6 +49,17 @@ def add_config_verb(sub: argparse._SubParsersAction, name: str, *, help: str,
     p.set_defaults(func=run, own_argv=True)
 
 
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1 (``--topk``, ``--window`` ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, found {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stgcn",

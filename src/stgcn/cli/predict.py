@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import positive_int
+
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -20,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="stgcn checkpoint (or an official one with --official)")
     p.add_argument("--official", action="store_true",
                    help="the checkpoint is the official Kinetics-400 ST-GCN (layout openpose, Kinetics labels)")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=positive_int, default=5, help="labels to show (default 5)")
     p.add_argument("--index", type=int, help="sample index when INPUT is a prepared store")
     p.add_argument("--image-size", help="WIDTHxHEIGHT of the frames of an OpenPose folder (Kinetics models)")
     p.add_argument("--max-people", type=int, default=2, help="people to follow in a video (default 2)")

@@ -19,12 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import time
-    from pathlib import Path
 
+    from ..atomic import writable_dir
     from ..engine.config import load_recipe
 
     t0 = time.perf_counter()
-    out = Path(args.out)
+    out = writable_dir(args.out, what="--out")
     data, train_dir, eval_dir = out / "data", out / "train", out / "eval"
 
     print("[1/4] preparing the bundled UTKinect-Action3D dataset", flush=True)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, writable_dir
 from ..data.dataset import EVAL_EPOCH, EpochBatchSampler, SkeletonDataset, make_loader
 from ..data.pipeline import build_transform, resolve_pipeline, with_test_clips
 from ..data.store import open_data
@@ -66,6 +66,8 @@ def train(cfg: RunConfig, *, store=None) -> RunResult:
     cfg.validate()
     info = D.init_distributed(cfg.train.device)
     out = Path(cfg.train.out)
+    if info.is_main:
+        writable_dir(out, what="--out")  # before any work, not when the first file is due
     lock = RunLock(out) if info.is_main else contextlib.nullcontext()
     # The process group stays up (several runs may share it: --streams, ablation); the CLI tears
     # it down with distributed.cleanup at exit.
@@ -238,9 +240,16 @@ def build_model_and_optimizer(cfg: RunConfig, data: RunData, info: D.DistInfo, s
     """The model (on its device), optimiser, schedule and AMP scaler, as a fresh :class:`RunState`."""
     from ..models import create_model
 
-    model = create_model(cfg.model.name, layout=data.layout, num_classes=len(data.class_names),
-                         in_channels=data.in_channels, strategy=cfg.model.strategy,
-                         edge_importance=cfg.model.edge_importance, dropout=cfg.model.dropout, **cfg.model.kwargs)
+    try:
+        model = create_model(cfg.model.name, layout=data.layout, num_classes=len(data.class_names),
+                             in_channels=data.in_channels, strategy=cfg.model.strategy,
+                             edge_importance=cfg.model.edge_importance, dropout=cfg.model.dropout, **cfg.model.kwargs)
+    except (TypeError, ValueError) as exc:  # a recipe's model.kwargs made for another model
+        if isinstance(exc, StgcnError):
+            raise
+        raise ConfigError(f"model {cfg.model.name!r} cannot be built with model.kwargs {cfg.model.kwargs} "
+                          f"(from recipe {cfg.recipe!r}): {exc}; pass --set 'model.kwargs={{}}' or settings "
+                          "that model takes") from None
     model.to(info.device)
     opt = build_optimizer(cfg, model.parameters())
     sched = build_scheduler(cfg, opt, steps_per_epoch)
