@@ -1,4 +1,7 @@
 import errno
+import io
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,8 +71,6 @@ def test_bytes_that_are_no_torch_file_are_not_a_checkpoint(tmp_path, content):
 
 
 def test_pickled_code_is_refused_without_the_unsafe_advice(tmp_path):
-    import io
-    import os
 
     class Evil:
         def __reduce__(self):
@@ -82,3 +83,34 @@ def test_pickled_code_is_refused_without_the_unsafe_advice(tmp_path):
     with pytest.raises(CheckpointError, match="may carry executable code.*GLOBAL") as info:
         safe_load(p)
     assert "weights_only" not in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def model_ckpt(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
+    m = stgcn.create_model("stgcn-tiny", layout="kinect-v1", num_classes=3)
+    save_model(path, m, {"class_names": ["a", "b", "c"], "layout": "kinect-v1"})
+    return path
+
+
+@pytest.mark.parametrize("damage", ["half", "tail_cut", "head_only", "empty", "zeros"])
+def test_damaged_checkpoint_is_a_checkpoint_error(model_ckpt, tmp_path, damage):
+    raw = model_ckpt.read_bytes()
+    bad = {"half": raw[: len(raw) // 2], "tail_cut": raw[:-10], "head_only": raw[:100], "empty": b"",
+           "zeros": bytes(4096)}[damage]
+    p = tmp_path / "damaged.pt"
+    p.write_bytes(bad)
+    with pytest.raises(CheckpointError) as info:
+        load_model(p)
+    assert str(p) in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["text_file", "first_byte_flipped", "lone_proto_opcode"])
+def test_non_zip_damaged_checkpoint_is_a_checkpoint_error(model_ckpt, tmp_path, damage):
+    raw = model_ckpt.read_bytes()
+    bad = {"text_file": b"this is not a checkpoint\n" * 100, "first_byte_flipped": b"Q" + raw[1:],
+           "lone_proto_opcode": b"\x80"}[damage]
+    p = tmp_path / "damaged.pt"
+    p.write_bytes(bad)
+    with pytest.raises(CheckpointError):
+        load_model(p)

@@ -4,13 +4,19 @@ bad input answered with one line and exit 2, before any work, never a traceback.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
+import stgcn
+from faults import child_env, evil_checkpoint, official_checkpoint
+from stgcn.checkpoint import save_model
 from stgcn.cli import main
 from test_train import make_store
 
@@ -151,3 +157,77 @@ def test_random_bytes_as_a_checkpoint_is_not_a_checkpoint(tmp_path, capsys):
     ck.write_bytes(data)
     err = _err(capsys, ["eval", "--checkpoint", str(ck), "--data", "d", "--split", "s"])
     assert "not a checkpoint" in err and "weights_only" not in err
+
+
+@pytest.mark.parametrize("verb", ["predict", "eval"])
+def test_cli_refuses_checkpoint_with_pickled_callable(tmp_path, verb):
+    marker = tmp_path / "pwned"
+    evil = evil_checkpoint(tmp_path / "evil.pt", marker)
+    np.save(tmp_path / "clip.npy", np.zeros((8, 20, 3), np.float32))
+    args = {"predict": ["predict", str(tmp_path / "clip.npy"), "--checkpoint", str(evil)],
+            "eval": ["eval", "--checkpoint", str(evil), "--data", str(tmp_path), "--split", "val"]}[verb]
+    r = subprocess.run([sys.executable, "-m", "stgcn", *args], env=child_env(), capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"stgcn {verb}: error: {evil}: refused to load")
+    assert "Traceback" not in r.stderr
+    assert not marker.exists()
+
+
+def test_cli_main_turns_package_errors_into_exit_2(tmp_path, capsys):
+    from stgcn.cli import main
+
+    rc = main(["predict", str(tmp_path / "clip.npy"), "--checkpoint", str(tmp_path / "missing.pt")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("stgcn predict: error: ") and "checkpoint not found" in err
+    rc = main(["eval", "--checkpoint", str(tmp_path / "x.pt"), "--data", "d", "--split", "s", "--clips", "0"])
+    assert rc == 2 and "stgcn eval: error: clips must be >= 1" in capsys.readouterr().err
+
+
+def test_cli_main_turns_ctrl_c_into_exit_130(monkeypatch, capsys):
+    from stgcn.cli import layouts as layouts_cli
+    from stgcn.cli import main
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    def register(sub):
+        sub.add_parser("layouts").set_defaults(func=interrupted)
+
+    monkeypatch.setattr(layouts_cli, "register", register)
+    assert main(["layouts"]) == 130
+    err = capsys.readouterr().err
+    assert "stgcn layouts: interrupted" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("verb", ["convert-official", "export"])
+def test_cli_writing_below_a_file_is_exit_2_not_a_traceback(tmp_path, capsys, verb):
+    from stgcn.cli import main
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    if verb == "export":
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
+        save_model(tmp_path / "m.pt", stgcn.create_model("stgcn-tiny", layout="kinect-v1", num_classes=3), {})
+        args = ["export", str(tmp_path / "m.pt"), "--onnx", str(not_a_dir / "m.onnx"), "--frames", "8"]
+    else:
+        args = ["convert-official", str(official_checkpoint(tmp_path / "o.pth")), str(not_a_dir / "c.pt"),
+                "--layout", "ntu-rgb+d"]
+    assert main(args) == 2  # used to escape as FileExistsError / NotADirectoryError
+    err = capsys.readouterr().err  # refused before the work, by the output check
+    assert err.startswith(f"stgcn {verb}: error: ") and f"{not_a_dir}: is a file, not a directory" in err
+    assert not_a_dir.read_text() == "x"
+
+
+def test_convert_official_with_unreadable_labels_file_is_exit_2(tmp_path, capsys):
+    from stgcn.cli import main
+
+    src = official_checkpoint(tmp_path / "o.pth")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
+    for labels in ("missing.txt", "binary.txt"):
+        args = ["convert-official", str(src), str(tmp_path / "c.pt"), "--layout", "ntu-rgb+d",
+                "--labels", str(tmp_path / labels)]
+        assert main(args) == 2  # used to be a FileNotFoundError / UnicodeDecodeError traceback
+        assert capsys.readouterr().err.startswith(f"stgcn convert-official: error: --labels {tmp_path / labels}")
+    assert not (tmp_path / "c.pt").exists()

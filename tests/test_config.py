@@ -103,3 +103,18 @@ def test_recipe_file_errors_name_file_and_key(tmp_path):
     good = tmp_path / "mine.yaml"
     good.write_text("optimizer: {lr: 0.5}\ntrain: {epochs: 2}\n")
     assert load_recipe(str(good)).optimizer.lr == 0.5
+
+
+@pytest.mark.parametrize("where", ["recipe", "override"])
+def test_yaml_python_tags_are_refused(tmp_path, where):
+    marker = tmp_path / "pwned"
+    tag = f'!!python/object/apply:os.system ["touch {marker}"]'
+    if where == "recipe":
+        f = tmp_path / "bad.yaml"
+        f.write_text(f"optimizer:\n  lr: {tag}\n")
+        with pytest.raises(ConfigError, match=r"bad\.yaml.*invalid YAML"):
+            load_recipe(str(f))
+    else:
+        with pytest.raises(ConfigError, match="optimizer.lr"):
+            apply_overrides(RunConfig(), [f"optimizer.lr={tag}"])
+    assert not marker.exists()

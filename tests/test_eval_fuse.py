@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from stgcn.errors import ConfigError, DataError
+from faults import Evil, full_disk
+from stgcn.errors import ConfigError, DataError, WriteError
 from test_train import CLASSES, make_store, tiny_config
 
 
@@ -118,3 +119,38 @@ def test_fuse_cli(tmp_path, capsys):
 
 def test_classes_constant():
     assert CLASSES == ["wave", "kick", "still"]
+
+
+def test_score_file_with_pickled_objects_is_refused(tmp_path):
+    from stgcn.fusion import fuse
+
+    marker = tmp_path / "pwned"
+    good = tmp_path / "a.npz"
+    np.savez(good, scores=np.eye(2), names=np.array(["x", "y"]), labels=np.arange(2))
+    bad = tmp_path / "b.npz"
+    np.savez(bad, scores=np.eye(2), names=np.array([Evil(marker), "y"], dtype=object), labels=np.arange(2))
+    with pytest.raises(DataError, match=r"b\.npz.*cannot read scores"):
+        fuse([good, bad])
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "scores.npz", "per_class.csv", "confusion.png", "report.md"])
+def test_full_disk_while_writing_eval_outputs_keeps_previous_file(tmp_path, monkeypatch, name):
+    from stgcn.engine.evaluate import summarize_scores, write_eval_outputs
+
+    labels = np.arange(12) % 3
+
+    def result(seed):
+        scores = np.random.default_rng(seed).normal(size=(12, 3)).astype(np.float32)
+        return summarize_scores(scores, labels, ["a", "b", "c"], [f"s{i}" for i in range(12)])
+
+    write_eval_outputs(tmp_path, result(1), title="first")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    full_disk(monkeypatch, name)
+    with pytest.raises(WriteError, match=rf"could not write {tmp_path / name}: No space left on device"):
+        write_eval_outputs(tmp_path, result(2), title="second")
+    monkeypatch.undo()
+    assert (tmp_path / name).read_bytes() == before[name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)  # no temporary file
+    write_eval_outputs(tmp_path, result(2), title="second")
+    assert "second" in (tmp_path / "report.md").read_text()

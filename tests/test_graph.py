@@ -153,3 +153,12 @@ def test_custom_layout_errors_name_the_entry(tmp_path, text, message):
     with pytest.raises(LayoutError, match=message) as info:
         get_layout(str(f))
     assert str(f) in str(info.value)
+
+
+def test_yaml_python_tags_in_a_layout_are_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    f = tmp_path / "bad.yaml"
+    f.write_text(f'joints: !!python/object/apply:os.system ["touch {marker}"]\nedges: []\ncenter: 0\n')
+    with pytest.raises(LayoutError, match=r"bad\.yaml.*not valid YAML"):
+        get_layout(str(f))
+    assert not marker.exists()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from faults import Evil, npy_with_damaged_header
 from stgcn.data.prepare import prepare_source
 from stgcn.data.store import FILES, MARKER, open_store
 from stgcn.errors import DataError
@@ -113,3 +115,60 @@ def test_opening_a_large_index_is_fast(tmp_path):
     s = open_store(d)
     assert len(s) == n and s.get(n - 1).shape == (3, 1, 2, 1)
     assert time.perf_counter() - t0 < 5.0  # generous: the machine is shared
+
+
+@pytest.fixture
+def store_copy(store_dir, tmp_path) -> Path:
+    d = tmp_path / "store"
+    shutil.copytree(store_dir, d)
+    return d
+
+
+def test_store_with_truncated_data_npy_is_refused(store_copy):
+    data = store_copy / "data.npy"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    s = open_store(store_copy)  # the index is fine; the frames are mapped lazily
+    with pytest.raises(DataError, match="data.npy") as info:
+        s.get(0)
+    assert str(store_copy) in str(info.value)
+
+
+def test_store_whose_offsets_overrun_data_is_refused(store_copy):
+    offsets = np.load(store_copy / "offsets.npy")
+    offsets[-1] += 5
+    np.save(store_copy / "offsets.npy", offsets)
+    with pytest.raises(DataError, match=r"data\.npy has \d+ frames, offsets say \d+"):
+        open_store(store_copy).get(0)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("meta.json", b'{"format": "stgcn-store", '),
+    ("names.json", b"\x00\xff"),
+    ("labels.npy", b"not an npy file"),
+])
+def test_store_with_corrupt_index_file_is_refused(store_copy, name, content):
+    (store_copy / name).write_bytes(content)
+    with pytest.raises(DataError, match="cannot read the store's index files") as info:
+        open_store(store_copy)
+    assert str(store_copy) in str(info.value)
+
+
+def test_store_with_missing_index_file_is_refused(store_copy):
+    (store_copy / "names.json").unlink()
+    with pytest.raises(DataError, match="names.json"):
+        open_store(store_copy)
+
+
+def test_store_with_damaged_npy_header_is_refused(store_copy):
+    (store_copy / "offsets.npy").write_bytes(npy_with_damaged_header(np.load(store_copy / "offsets.npy")))
+    with pytest.raises(DataError):
+        open_store(store_copy)
+
+
+def test_store_index_with_pickled_objects_is_refused(store_copy, tmp_path):
+    marker = tmp_path / "pwned"
+    n = len(np.load(store_copy / "labels.npy"))
+    np.save(store_copy / "labels.npy", np.array([Evil(marker)] * n, dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="cannot read the store's index files"):
+        open_store(store_copy)
+    assert not marker.exists()
