@@ -22,7 +22,7 @@ from ..data.pipeline import build_transform, with_test_clips
 from ..data.store import open_data
 from ..errors import ConfigError, DataError
 from ..fusion import save_scores
-from ..runtime import default_workers, flushing_denormals
+from ..runtime import default_workers, flushing_denormals, torch_threads
 
 
 @torch.inference_mode()
@@ -126,9 +126,10 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str,
         raise ConfigError(f"batch_size must be >= 1, found {batch_size}")
     if out is not None:
         writable_dir(out, what="out")
-    with flushing_denormals():
+    workers = default_workers() if num_workers is None else num_workers
+    with flushing_denormals(), torch_threads(0, workers):
         return _evaluate(checkpoint, data, split, clips=clips, classes=classes, out=out, batch_size=batch_size,
-                         num_workers=num_workers, device=device, progress=progress, cache_dir=cache_dir)
+                         num_workers=workers, device=device, progress=progress, cache_dir=cache_dir)
 
 
 def _evaluate(checkpoint, data, split, *, clips, classes, out, batch_size, num_workers, device, progress,
@@ -182,8 +183,7 @@ def _evaluate(checkpoint, data, split, *, clips, classes, out, batch_size, num_w
     ds.labels = labels_all
     sampler = EpochBatchSampler(batch_size)
     sampler.set_order(range(len(ds)), EVAL_EPOCH)
-    workers = default_workers() if num_workers is None else num_workers
-    loader = make_loader(ds, sampler, workers, seed=0, persistent=False)
+    loader = make_loader(ds, sampler, num_workers, seed=0, persistent=False)
     scores = predict_scores(model, loader, dev, amp=True, progress=progress)
     labels = labels_all
     names = [store.names[i] for i in idx]

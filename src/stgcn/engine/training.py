@@ -32,7 +32,7 @@ from ..data.dataset import EVAL_EPOCH, EpochBatchSampler, SkeletonDataset, make_
 from ..data.pipeline import build_transform, resolve_pipeline, with_test_clips
 from ..data.store import open_data
 from ..errors import ConfigError, DataError, StgcnError
-from ..runtime import default_workers, flushing_denormals, set_threads
+from ..runtime import default_workers, flushing_denormals, torch_threads
 from . import distributed as D
 from .config import RunConfig, dump_yaml, from_dict
 from .evaluate import predict_scores, summarize_scores
@@ -71,12 +71,13 @@ def train(cfg: RunConfig, *, store=None) -> RunResult:
     lock = RunLock(out) if info.is_main else contextlib.nullcontext()
     # The process group stays up (several runs may share it: --streams, ablation); the CLI tears
     # it down with distributed.cleanup at exit.
-    with flushing_denormals(), lock:  # flush-to-zero in this thread for the run only
-        return _run(cfg, info, out, store)
+    workers = default_workers() if cfg.data.num_workers is None else cfg.data.num_workers
+    # flush-to-zero and the thread count for the run only
+    with flushing_denormals(), torch_threads(cfg.train.num_threads, workers), lock:
+        return _run(cfg, info, out, store, workers)
 
 
-def _run(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
-    set_threads(cfg.train.num_threads)
+def _run(cfg: RunConfig, info: D.DistInfo, out: Path, store, workers: int) -> RunResult:
     ckdir = out / "checkpoints"
     last_path, best_path = ckdir / "last.pt", ckdir / "best.pt"
     saved = _saved_state(cfg, info, out, last_path)
@@ -85,7 +86,7 @@ def _run(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
     data = setup_data(cfg, info, store)
     if saved is not None:  # after the split and layout names are resolved
         check_resume_config(saved["config"], cfg, last_path)
-    batches = Batches(cfg, data, info)
+    batches = Batches(cfg, data, info, workers)
     state = build_model_and_optimizer(cfg, data, info, batches.steps_per_epoch)
     if saved is not None:
         state.restore(saved)
@@ -212,7 +213,7 @@ class Batches:
     """The epoch plan: this rank's share of a shuffled order (DistributedSampler, one process
     outside torchrun), its batches and the two loaders."""
 
-    def __init__(self, cfg: RunConfig, data: RunData, info: D.DistInfo):
+    def __init__(self, cfg: RunConfig, data: RunData, info: D.DistInfo, workers: int):
         world = info.world_size
         if cfg.train.batch_size % world:
             raise ConfigError(f"train.batch_size {cfg.train.batch_size} is not divisible by the {world} processes")
@@ -225,7 +226,6 @@ class Batches:
         self.steps_per_epoch = -(-len(list(self.sampler)) // self.per_rank)
         self.amp = cfg.train.amp and info.device.type == "cuda"
         self.batch_sampler = EpochBatchSampler(self.per_rank)
-        workers = default_workers() if cfg.data.num_workers is None else cfg.data.num_workers
         self.loader = make_loader(data.train_ds, self.batch_sampler, workers, seed=cfg.train.seed)
         val_bs = EpochBatchSampler(max(1, self.per_rank))
         val_bs.set_order(range(len(data.val_ds)), EVAL_EPOCH)
