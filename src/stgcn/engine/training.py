@@ -101,9 +101,7 @@ def _run(cfg: RunConfig, info: D.DistInfo, out: Path, store, workers: int) -> Ru
         for epoch in range(state.epoch, cfg.train.epochs):
             row = train_one_epoch(cfg, info, state, ddp_model, batches, epoch, last_path)
             if info.is_main and ((epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs):
-                last_scores = predict_scores(state.model, batches.val_loader, info.device, amp=batches.amp,
-                                             progress=log.progress, desc="validate")
-                m = summarize_scores(last_scores, data.val_ds.labels, data.class_names, []).metrics
+                last_scores, m = validate(state.model, batches, data, info, log.progress)
                 row.update(val_top1=m["top1"], val_top5=m["top5"], val_mean_class_acc=m["mean_class_acc"])
                 last_eval_epoch = epoch + 1
                 if m["top1"] > state.best["top1"]:
@@ -121,8 +119,7 @@ def _run(cfg: RunConfig, info: D.DistInfo, out: Path, store, workers: int) -> Ru
             return RunResult(out=out, metrics={}, history=state.history, best_checkpoint=best_path,
                              last_checkpoint=last_path)
         if last_scores is None:  # resumed a finished run: recompute the final evaluation
-            last_scores = predict_scores(state.model, batches.val_loader, info.device, amp=batches.amp,
-                                         progress=log.progress, desc="validate")
+            last_scores, _ = validate(state.model, batches, data, info, log.progress)
             last_eval_epoch = cfg.train.epochs
         if not best_path.exists():
             _save_model(best_path, state.model, {**meta, "epoch": last_eval_epoch})
@@ -327,6 +324,14 @@ def train_one_epoch(cfg: RunConfig, info: D.DistInfo, state: RunState, ddp_model
             "train_acc": running["correct"] / max(1, seen), "time_s": round(train_time, 3),
             "samples_per_s": round(seen * world / train_time, 2) if train_time > 0 else None,
             "val_top1": None, "val_top5": None, "val_mean_class_acc": None}
+
+
+def validate(model: torch.nn.Module, batches: Batches, data: RunData, info: D.DistInfo,
+             progress: bool) -> tuple[np.ndarray, dict]:
+    """Logits on the validation split (rank 0) and their top-1/top-5/mean-class metrics."""
+    scores = predict_scores(model, batches.val_loader, info.device, amp=batches.amp, progress=progress,
+                            desc="validate")
+    return scores, summarize_scores(scores, data.val_ds.labels, data.class_names, []).metrics
 
 
 def checkpoint_meta(cfg: RunConfig, data: RunData) -> dict:
