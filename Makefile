@@ -7,12 +7,13 @@ DEMO_OUT ?= runs/demo
 
 .PHONY: demo test lint clean
 
-$(STAMP): pyproject.toml
+# pyproject.toml declares compatible ranges; constraints.txt is the exact tested set installed here.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
-	# torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build.
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[video,onnx,tensorboard,dev]"
+	# torch first, the tested CPU build (local wheel): an unconstrained torch resolves to a multi-GB CUDA build.
+	$(PY) -m pip install -q -c constraints.txt torch
+	$(PY) -m pip install -q -c constraints.txt -e ".[video,onnx,tensorboard,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,4 +1,7 @@
 import errno
+import io
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,3 +59,58 @@ def test_weights_of_another_layout_are_refused(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_model(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 64, b"not a checkpoint\n", bytes(range(200, 256)) * 40])
+def test_bytes_that_are_no_torch_file_are_not_a_checkpoint(tmp_path, content):
+    p = tmp_path / "x.pt"
+    p.write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a checkpoint") as info:
+        safe_load(p)
+    assert "weights_only" not in str(info.value)  # never torch's advice to load it unsafely
+
+
+def test_pickled_code_is_refused_without_the_unsafe_advice(tmp_path):
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    buf = io.BytesIO()
+    torch.save({"x": Evil()}, buf)
+    p = tmp_path / "evil.pt"
+    p.write_bytes(buf.getvalue())
+    with pytest.raises(CheckpointError, match="may carry executable code.*GLOBAL") as info:
+        safe_load(p)
+    assert "weights_only" not in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def model_ckpt(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
+    m = stgcn.create_model("stgcn-tiny", layout="kinect-v1", num_classes=3)
+    save_model(path, m, {"class_names": ["a", "b", "c"], "layout": "kinect-v1"})
+    return path
+
+
+@pytest.mark.parametrize("damage", ["half", "tail_cut", "head_only", "empty", "zeros"])
+def test_damaged_checkpoint_is_a_checkpoint_error(model_ckpt, tmp_path, damage):
+    raw = model_ckpt.read_bytes()
+    bad = {"half": raw[: len(raw) // 2], "tail_cut": raw[:-10], "head_only": raw[:100], "empty": b"",
+           "zeros": bytes(4096)}[damage]
+    p = tmp_path / "damaged.pt"
+    p.write_bytes(bad)
+    with pytest.raises(CheckpointError) as info:
+        load_model(p)
+    assert str(p) in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["text_file", "first_byte_flipped", "lone_proto_opcode"])
+def test_non_zip_damaged_checkpoint_is_a_checkpoint_error(model_ckpt, tmp_path, damage):
+    raw = model_ckpt.read_bytes()
+    bad = {"text_file": b"this is not a checkpoint\n" * 100, "first_byte_flipped": b"Q" + raw[1:],
+           "lone_proto_opcode": b"\x80"}[damage]
+    p = tmp_path / "damaged.pt"
+    p.write_bytes(bad)
+    with pytest.raises(CheckpointError):
+        load_model(p)

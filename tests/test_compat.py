@@ -15,7 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stgcn.checkpoint import load_model, safe_load
+import stgcn
+from faults import Evil, kill_inside_rename, official_checkpoint
+from stgcn.checkpoint import load_model, safe_load, save_model
 from stgcn.compat import convert_official, load_official
 from stgcn.errors import CheckpointError
 from stgcn.graph import Graph
@@ -180,3 +182,45 @@ def test_convert_official_cli(tmp_path, kinetics_keys):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert out.is_file() and "400 classes" in r.stdout
+
+
+def test_official_checkpoint_path_refuses_pickled_callable(tmp_path):
+    from stgcn.inference.predictor import Predictor
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "official.pt"
+    torch.save({"fcn.weight": Evil(marker)}, evil)
+    with pytest.raises(CheckpointError, match="refused"):
+        Predictor.from_checkpoint(evil, official=True)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("previous", [True, False], ids=["over-previous", "new-file"])
+def test_sigkill_during_convert_official_keeps_previous_file(tmp_path, previous):
+    import re
+
+    from stgcn.cli import main
+    from stgcn.compat import load_official
+
+    src = official_checkpoint(tmp_path / "official.pth")
+    dst = tmp_path / "out" / "converted.ckpt"
+    dst.parent.mkdir()
+    old = b""
+    if previous:  # an earlier conversion, of another model
+        tiny = stgcn.create_model("stgcn-tiny", layout="ntu-rgb+d", num_classes=4)
+        save_model(dst, tiny, {"class_names": list("wxyz")})
+        old = dst.read_bytes()
+    args = ["convert-official", str(src), str(dst), "--layout", "ntu-rgb+d"]
+    kill_inside_rename(dst, args)
+
+    assert dst.read_bytes() == old if previous else not dst.exists()
+    left = [p.name for p in dst.parent.iterdir() if p != dst]
+    # the killed process cannot remove its temporary file; it is hidden and recognisable as one
+    assert len(left) == 1 and re.fullmatch(r"\.converted\.ckpt\..+\.tmp", left[0]), left
+
+    assert main(args) == 0  # the re-run is not confused by the leftover
+    model, meta = load_model(dst)
+    assert model.config["name"] == "stgcn-official" and meta["class_names"] == ["0", "1", "2", "3"]
+    x = torch.randn(1, 3, 20, 25, 2)
+    torch.testing.assert_close(model(x), load_official(src, layout="ntu-rgb+d")(x))
+    assert [p.name for p in dst.parent.iterdir() if p != dst] == left  # no new temporary file

@@ -1,8 +1,11 @@
+import zipfile
+
 import numpy as np
 import pytest
 
+from faults import Evil, bounded, npy_claiming, npy_with_damaged_header
 from stgcn.data import load_item, load_sample, open_source
-from stgcn.data.formats.arrays import read_labels_csv, read_npy
+from stgcn.data.formats.arrays import read_labels_csv, read_npy, read_npz
 from stgcn.errors import DataError
 
 
@@ -57,3 +60,53 @@ def test_bad_arrays(tmp_path, arr, match):
     np.save(tmp_path / "x.npy", arr)
     with pytest.raises(DataError, match=match):
         read_npy(tmp_path / "x.npy")
+
+
+def test_npy_with_damaged_header_is_a_data_error(tmp_path):
+    p = tmp_path / "clip.npy"
+    p.write_bytes(npy_with_damaged_header(np.zeros((4, 20, 3), np.float32)))
+    with pytest.raises(DataError):
+        load_sample(p)
+
+
+def test_npy_and_npz_with_pickled_objects_are_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    arr = np.array([Evil(marker), 1], dtype=object)
+    np.save(tmp_path / "x.npy", arr, allow_pickle=True)
+    np.savez(tmp_path / "x.npz", x=arr)
+    with pytest.raises(DataError, match="x.npy"):
+        read_npy(tmp_path / "x.npy")
+    with pytest.raises(DataError, match="x.npz"):
+        read_npz(tmp_path / "x.npz")
+    with pytest.raises(DataError, match="x.npy"):
+        load_sample(tmp_path / "x.npy")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("fmt", ["openpose", "arrays"])
+def test_labels_csv_errors_name_file_and_line(tmp_path, fmt):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("name,label,train\na,0,1\nb,1,maybe\n")
+    with pytest.raises(DataError, match="must be 1/0 or true/false") as info:
+        open_source(fmt, str(tmp_path))
+    assert info.value.file == str(labels) and info.value.record == "line 3"
+
+
+def test_bounded_helper_reports_package_errors(tmp_path):
+    # the harness itself: a small bad file gives the package's error, not a MemoryError
+    p = tmp_path / "a.npy"
+    p.write_bytes(npy_claiming((4, 20, 3)))
+    assert bounded("load_sample(p)", p).startswith("RESULT StgcnError")
+
+
+def test_npy_header_claiming_huge_shape_is_rejected(tmp_path):
+    p = tmp_path / "huge.npy"
+    p.write_bytes(npy_claiming((10**9, 25, 3)))  # 192 bytes claiming 280 GiB
+    assert bounded("load_sample(p)", p).startswith("RESULT StgcnError")
+
+
+def test_npz_member_claiming_huge_shape_is_rejected(tmp_path):
+    p = tmp_path / "huge.npz"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("x.npy", npy_claiming((10**9, 25, 3)))
+    assert bounded("load_sample(p)", p).startswith("RESULT StgcnError")

@@ -95,3 +95,17 @@ def test_sbu():
 def test_unknown_source():
     with pytest.raises(DataError, match="unknown source"):
         open_source("nope")
+
+
+def test_gzip_bomb_is_refused_before_exhausting_memory(tmp_path):
+    import gzip
+
+    from stgcn.data.formats.kinect import read_text
+
+    bomb = tmp_path / "a01_s01_e01_realworld.txt.gz"
+    with gzip.open(bomb, "wb") as f:
+        f.write(b"0" * (4 * 1024 * 1024))  # 4 MiB of text in a few KB
+    assert bomb.stat().st_size < 64 * 1024
+    with pytest.raises(DataError, match="decompresses to more than"):
+        read_text(bomb, max_bytes=1024 * 1024)
+    assert read_text(bomb, max_bytes=8 * 1024 * 1024).startswith("000")

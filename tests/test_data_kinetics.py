@@ -1,11 +1,14 @@
 import json
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from faults import bounded
 from stgcn.data import load_sample, open_source
 from stgcn.data.formats.kinetics import read_kinetics
-from stgcn.errors import DataError
+from stgcn.errors import ConfigError, DataError
 
 
 def _person(rng, s=0.5):
@@ -88,3 +91,73 @@ def test_huge_integer_is_a_named_error(tmp_path):
     with pytest.raises(DataError, match="integer of 401 digits") as info:
         read_kinetics(p)
     assert str(p) in str(info.value)
+
+
+@pytest.mark.parametrize("option, match", [({"pad_mode": "x"}, "pad_mode='x': expected one of 'loop', 'zero'"),
+                                           ({"person_selection": "best"}, "person_selection='best'"),
+                                           ({"max_persons": 0}, "max_persons=0")])
+def test_bad_reader_options_are_refused_before_any_file_is_read(tmp_path, option, match):
+
+    with pytest.raises(ConfigError, match=match):
+        open_source("kinetics", str(tmp_path / "nowhere"), **option)
+
+
+def _kinetics_root(tmp_path: Path, labels: dict) -> Path:
+    (tmp_path / "kinetics_train").mkdir()
+    (tmp_path / "kinetics_train_label.json").write_text(json.dumps(labels))
+    return tmp_path
+
+
+@pytest.mark.parametrize("entry, match", [
+    ({"label": "a", "label_index": 0}, "needs 'has_skeleton' and 'label_index'"),
+    ({"has_skeleton": True, "label": "a", "label_index": "0"}, "label_index must be an integer"),
+    ({"has_skeleton": True, "label": "a", "label_index": True}, "label_index must be an integer"),
+    ("not a dict", "needs 'has_skeleton'"),
+])
+def test_kinetics_label_file_errors_name_file_and_clip(tmp_path, entry, match):
+    root = _kinetics_root(tmp_path, {"ok1": {"has_skeleton": True, "label": "a", "label_index": 0},
+                                     "clipXYZ": entry})
+    with pytest.raises(DataError, match=match) as info:
+        open_source("kinetics", str(root))
+    assert info.value.file == str(root / "kinetics_train_label.json") and info.value.record == "clipXYZ"
+
+
+def test_kinetics_label_file_conflicting_class_names(tmp_path):
+    root = _kinetics_root(tmp_path, {"c1": {"has_skeleton": True, "label": "a", "label_index": 0},
+                                     "c2": {"has_skeleton": True, "label": "b", "label_index": 0}})
+    with pytest.raises(DataError, match="names both 'a' and 'b'") as info:
+        open_source("kinetics", str(root))
+    assert info.value.record == "c2" and "kinetics_train_label.json" in info.value.file
+
+
+def test_kinetics_label_file_not_json(tmp_path):
+    (tmp_path / "kinetics_val_label.json").write_text('{"c1": ')
+    with pytest.raises(DataError, match="not valid JSON") as info:
+        open_source("kinetics", str(tmp_path))
+    assert info.value.file.endswith("kinetics_val_label.json")
+
+
+def test_kinetics_frame_index_beyond_bound_is_rejected_before_allocating(tmp_path):
+    p = tmp_path / "k.json"
+    p.write_text(json.dumps({"data": [{"frame_index": 10**9, "skeleton": []}]}))
+    t0 = time.perf_counter()
+    with pytest.raises(DataError, match=r"frame_index must be an integer in 1\.\.100000"):
+        read_kinetics(p)
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_kinetics_persons_times_frames_is_bounded(tmp_path):
+    p = tmp_path / "k.json"
+    p.write_text(json.dumps({"data": [{"frame_index": 100_000, "skeleton": [0] * 20_000}]}))
+    assert bounded("read_kinetics(p)", p).startswith("RESULT StgcnError")
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_json_numbers_are_rejected_with_their_record(tmp_path, literal):
+    pose = ", ".join(["0.5"] * 35 + [literal])
+    k = tmp_path / "k.json"
+    score = ", ".join(["0.5"] * 18)
+    k.write_text(f'{{"data": [{{"frame_index": 1, "skeleton": [{{"pose": [{pose}], "score": [{score}]}}]}}]}}')
+    with pytest.raises(DataError, match="NaN or infinite") as info:
+        read_kinetics(k)
+    assert info.value.record.startswith("data[0].skeleton[0]")

@@ -124,3 +124,13 @@ def test_crlf_and_long_tokens_take_exact_paths():
     long = text.replace(" 0 1 1 1 1 0 ", " 0 1 1 1 1 0.12345678901234567890 ", 1)
     c = parse_ntu_skeleton(long.encode(), "c")
     assert c.bodies[0].fields[0, 5] == float("0.12345678901234567890")
+
+
+@pytest.mark.parametrize("option, match", [({"body_selection": "x"}, "body_selection='x': expected one of"),
+                                           ({"max_bodies": 0}, "max_bodies=0: expected a whole number")])
+def test_bad_reader_options_are_refused_before_any_file_is_read(tmp_path, option, match):
+    from stgcn.errors import ConfigError
+
+    # the folder does not even exist: the options are checked first, once, not per clip
+    with pytest.raises(ConfigError, match=match):
+        open_source("ntu60", str(tmp_path / "nowhere"), **option)

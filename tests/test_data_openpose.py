@@ -1,8 +1,10 @@
 import json
+import time
 
 import numpy as np
 import pytest
 
+from faults import bounded
 from stgcn.data import load_item, load_sample, open_source
 from stgcn.data.formats.openpose import BODY25_TO_COCO18, read_openpose
 from stgcn.errors import DataError
@@ -79,3 +81,36 @@ def test_huge_integer_is_a_named_error(tmp_path):
     with pytest.raises(DataError, match="integer of 401 digits") as info:
         read_openpose(d)
     assert f.name in str(info.value)
+
+
+def test_labels_csv_missing_is_named(tmp_path):
+    with pytest.raises(DataError, match="labels CSV not found") as info:
+        open_source("openpose", str(tmp_path))
+    assert info.value.file == str(tmp_path / "labels.csv")
+
+
+def test_openpose_frame_numbers_beyond_bound_are_rejected_before_allocating(tmp_path):
+    for f in (0, 10**9):
+        (tmp_path / f"v_{f:012d}_keypoints.json").write_text('{"people": []}')
+    t0 = time.perf_counter()
+    with pytest.raises(DataError, match="span more than"):
+        read_openpose(tmp_path)
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_openpose_people_times_frame_span_is_bounded(tmp_path):
+    people = json.dumps({"people": [{"pose_keypoints_2d": [0] * 54}] * 100})
+    for f in (0, 999_999):
+        (tmp_path / f"v_{f:012d}_keypoints.json").write_text(people)
+    assert bounded("read_openpose(p)", tmp_path).startswith("RESULT StgcnError")
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_json_numbers_are_rejected_with_their_record(tmp_path, literal):
+    d = tmp_path / "op"
+    d.mkdir()
+    (d / "v_000000000000_keypoints.json").write_text(
+        '{"people": [{"pose_keypoints_2d": [' + ", ".join(["1"] * 53 + [literal]) + ']}]}')
+    with pytest.raises(DataError, match="NaN or infinite") as info:
+        read_openpose(d)
+    assert info.value.record == "frame 0, people[0]"

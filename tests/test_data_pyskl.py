@@ -1,9 +1,11 @@
 import os
 import pickle
+import subprocess
 
 import numpy as np
 import pytest
 
+from faults import Evil
 from stgcn.data import load_item, load_sample, open_source
 from stgcn.data.formats.pyskl import load_pyskl, read_pyskl, write_pyskl
 from stgcn.data.safe_pickle import safe_loads
@@ -54,7 +56,6 @@ def test_malicious_pickle_refused(tmp_path):
     assert not marker.exists()
     with pytest.raises(DataError, match="builtins.eval"):
         safe_loads(pickle.dumps(_EvalEvil()))
-    import subprocess
     with pytest.raises(DataError, match="subprocess"):
         safe_loads(pickle.dumps(subprocess.Popen))
 
@@ -97,3 +98,24 @@ def test_label_is_bounded_before_allocating(tmp_path, label):
     with pytest.raises(DataError, match=f"0..{MAX_CLASSES - 1}") as info:
         open_source("pyskl", str(p))  # used to build a list of a billion class names
     assert "annotations[1]" in str(info.value)
+
+
+@pytest.mark.parametrize("label", ["walk", 1.5, True])
+def test_label_that_is_not_a_class_index_names_file_and_clip(tmp_path, label):
+    anns = _anns()
+    anns[1]["label"] = label
+    p = tmp_path / "ann.pkl"
+    write_pyskl(p, anns, {"train": ["clip0", "clip1", "clip2"]})
+    with pytest.raises(DataError, match=r"ann\.pkl.*clip1.*is not a class index"):
+        open_source("pyskl", str(p))
+
+
+def test_pyskl_pickle_through_load_sample_and_open_source_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    p = tmp_path / "evil.pkl"
+    p.write_bytes(pickle.dumps({"split": {}, "annotations": [{"frame_dir": "x", "keypoint": Evil(marker)}]}))
+    with pytest.raises(DataError, match="not allowed"):
+        load_sample(p)
+    with pytest.raises(DataError, match="not allowed"):
+        open_source("pyskl", str(p))
+    assert not marker.exists()

@@ -38,3 +38,19 @@ def test_two_process_gloo_matches_single_process(tmp_path):
     norm = torch.cat([a["model"][k].flatten() for k in keys]).norm()
     assert diff / norm < 0.1, float(diff / norm)
     assert (ddp / "metrics.json").is_file() and not (ddp / ".lock").exists()
+
+
+def test_device_that_this_machine_lacks_is_a_config_error():
+    import pytest
+
+    from stgcn.engine.distributed import resolve_device
+    from stgcn.errors import ConfigError
+
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(ConfigError, match="expected auto, cpu, cuda or cuda:N"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="--device cpu"):
+            resolve_device("cuda")
+    with pytest.raises(ConfigError, match="cuda:99"):
+        resolve_device("cuda:99")

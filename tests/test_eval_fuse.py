@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from stgcn.errors import ConfigError, DataError
+from faults import Evil, full_disk
+from stgcn.errors import ConfigError, DataError, WriteError
 from test_train import CLASSES, make_store, tiny_config
 
 
@@ -176,7 +177,8 @@ def test_custom_layout_yaml_works_from_another_folder(tmp_path, monkeypatch):
 def test_pyskl_conversion_honours_the_layout_and_caches_per_layout(tmp_path):
     """A 20-joint pickle is converted in the layout asked for; another layout is another cache."""
     from stgcn.data.formats.pyskl import write_pyskl
-    from stgcn.engine.evaluate import open_data, pickle_cache_dir
+    from stgcn.data.pickle_cache import pickle_cache_dir
+    from stgcn.data.store import open_data
 
     rng = np.random.default_rng(0)
     anns = [{"frame_dir": f"v{i}", "label": i % 2, "keypoint": rng.random((1, 8, 20, 3)).astype(np.float32)}
@@ -211,3 +213,38 @@ def test_pyskl_training_with_layout(tmp_path):
     from stgcn.checkpoint import load_model
 
     assert load_model(res.best_checkpoint)[1]["layout"] == "kinect-v1"
+
+
+def test_score_file_with_pickled_objects_is_refused(tmp_path):
+    from stgcn.fusion import fuse
+
+    marker = tmp_path / "pwned"
+    good = tmp_path / "a.npz"
+    np.savez(good, scores=np.eye(2), names=np.array(["x", "y"]), labels=np.arange(2))
+    bad = tmp_path / "b.npz"
+    np.savez(bad, scores=np.eye(2), names=np.array([Evil(marker), "y"], dtype=object), labels=np.arange(2))
+    with pytest.raises(DataError, match=r"b\.npz.*cannot read scores"):
+        fuse([good, bad])
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "scores.npz", "per_class.csv", "confusion.png", "report.md"])
+def test_full_disk_while_writing_eval_outputs_keeps_previous_file(tmp_path, monkeypatch, name):
+    from stgcn.engine.evaluate import summarize_scores, write_eval_outputs
+
+    labels = np.arange(12) % 3
+
+    def result(seed):
+        scores = np.random.default_rng(seed).normal(size=(12, 3)).astype(np.float32)
+        return summarize_scores(scores, labels, ["a", "b", "c"], [f"s{i}" for i in range(12)])
+
+    write_eval_outputs(tmp_path, result(1), title="first")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    full_disk(monkeypatch, name)
+    with pytest.raises(WriteError, match=rf"could not write {tmp_path / name}: No space left on device"):
+        write_eval_outputs(tmp_path, result(2), title="second")
+    monkeypatch.undo()
+    assert (tmp_path / name).read_bytes() == before[name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)  # no temporary file
+    write_eval_outputs(tmp_path, result(2), title="second")
+    assert "second" in (tmp_path / "report.md").read_text()

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+
+import numpy as np
 import pytest
 import torch
 
@@ -9,7 +14,10 @@ pytestmark = pytest.mark.onnx
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+import stgcn  # noqa: E402
+from faults import kill_inside_rename, umask  # noqa: E402
 from stgcn.checkpoint import save_model  # noqa: E402
+from stgcn.errors import WriteError  # noqa: E402
 from stgcn.export.onnx import export_onnx  # noqa: E402
 from stgcn.models import create_model  # noqa: E402
 
@@ -90,3 +98,61 @@ def test_checkpoint_exports_at_its_contract_persons_and_runs_with_one(tmp_path):
     got = sess.run(None, {"skeleton": x})[0]
     with torch.inference_mode():
         np.testing.assert_allclose(got, m(torch.from_numpy(x)).numpy(), atol=1e-4)
+
+
+def test_full_disk_during_onnx_export_is_a_write_error(tmp_path, monkeypatch):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from stgcn.export.onnx import export_onnx
+
+    model = stgcn.create_model("stgcn-tiny", layout="kinect-v1", num_classes=3).eval()
+    kw = dict(example_frames=16, check_frames=12, check_batch=2, timing_frames=8, repeat=1)
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path, **kw)
+    before = path.read_bytes()
+    # exported files get the usual permissions, not mkstemp's owner-only 0600
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(onnx, "save", full)
+    with pytest.raises(WriteError, match=rf"could not write {path}: No space left on device"):
+        export_onnx(model, path, **kw)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+@pytest.mark.parametrize("previous", [True, False], ids=["over-previous", "new-file"])
+def test_sigkill_during_onnx_export_keeps_previous_file(tmp_path, previous):
+    import re
+
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from stgcn.cli import main
+    from stgcn.export.onnx import export_onnx
+
+    ckpt = tmp_path / "m.pt"
+    save_model(ckpt, stgcn.create_model("stgcn-tiny", layout="kinect-v1", num_classes=5).eval(),
+               {"class_names": list("abcde"), "layout": "kinect-v1"})
+    target = tmp_path / "out" / "model.onnx"
+    target.parent.mkdir()
+    old = b""
+    if previous:  # an earlier export, of a 3-class model
+        export_onnx(stgcn.create_model("stgcn-tiny", layout="kinect-v1", num_classes=3).eval(), target,
+                    example_frames=16, check_frames=12, check_batch=2, timing_frames=8, repeat=1)
+        old = target.read_bytes()
+    args = ["export", str(ckpt), "--onnx", str(target), "--frames", "8"]
+    kill_inside_rename(target, args)
+
+    assert target.read_bytes() == old if previous else not target.exists()
+    left = [p.name for p in target.parent.iterdir() if p != target]
+    assert len(left) == 1 and re.fullmatch(r"\.model\.onnx\..+\.tmp", left[0]), left
+
+    assert main(args) == 0
+    proto = onnx.load(target)
+    onnx.checker.check_model(proto)
+    assert json.loads({e.key: e.value for e in proto.metadata_props}["class_names"]) == list("abcde")
+    sess = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    assert sess.run(["logits"], {"skeleton": np.zeros((2, 3, 10, 20, 2), np.float32)})[0].shape == (2, 5)
+    assert [p.name for p in target.parent.iterdir() if p != target] == left

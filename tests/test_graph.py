@@ -209,3 +209,12 @@ def test_layout_size_is_bounded_before_allocating(tmp_path):
         get_layout({"joints": [f"j{i}" for i in range(MAX_JOINTS + 1)], "edges": [], "center": 0})
     with pytest.raises(LayoutError, match="dims"):
         get_layout({"joints": ["a"], "edges": [], "center": 0, "dims": 4})
+
+
+def test_yaml_python_tags_in_a_layout_are_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    f = tmp_path / "bad.yaml"
+    f.write_text(f'joints: !!python/object/apply:os.system ["touch {marker}"]\nedges: []\ncenter: 0\n')
+    with pytest.raises(LayoutError, match=r"bad\.yaml.*not valid YAML"):
+        get_layout(str(f))
+    assert not marker.exists()

@@ -211,3 +211,13 @@ def test_cli_prepare_passes_reader_options(tmp_path, monkeypatch, capsys):
     assert f"prepared 7 clips, rejected 2 (see {tmp_path / 's' / 'rejects.csv'})" in capsys.readouterr().out
     assert main(["prepare", "fake", "--out", str(tmp_path / "t"), "--set", "oops"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_yaml_python_tags_in_a_prepare_option_are_refused(tmp_path):
+    from stgcn.cli.prepare import parse_options
+    from stgcn.errors import ConfigError
+
+    marker = tmp_path / "pwned"
+    with pytest.raises(ConfigError, match="cannot parse"):
+        parse_options([f'frames=!!python/object/apply:os.system ["touch {marker}"]'])
+    assert not marker.exists()

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from faults import Evil
+from stgcn.errors import CheckpointError, ConfigError
 from test_train import make_store, tiny_config
 
 ARGS = ["--recipe", "small", "--model", "stgcn-tiny", "--epochs", "6", "--batch-size", "4",
@@ -89,10 +91,23 @@ def test_resume_at_epoch_boundary_in_process(store, tmp_path):
 
 def test_resume_refuses_a_changed_model(store, tmp_path):
     from stgcn.engine import train
-    from stgcn.errors import ConfigError
 
     train(tiny_config(store, tmp_path / "r", epochs=1))
     c = tiny_config(store, tmp_path / "r", epochs=2, resume=True)
     c.model.strategy = "uniform"
     with pytest.raises(ConfigError, match="model"):
         train(c)
+
+
+def test_resume_refuses_last_checkpoint_with_pickled_callable(store, tmp_path):
+    from stgcn.engine import train
+    from test_train import tiny_config
+
+    marker = tmp_path / "pwned"
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    torch.save({"format": "stgcn-train-state", "model": Evil(marker)}, out / "checkpoints" / "last.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        train(tiny_config(store, out, epochs=1, resume=True))
+    assert not marker.exists()
+    assert not (out / ".lock").exists()  # the lock is released on the error path

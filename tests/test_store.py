@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from faults import Evil, npy_with_damaged_header
 from stgcn.data.prepare import prepare_source
 from stgcn.data.store import FILES, MARKER, open_store
 from stgcn.errors import DataError
@@ -58,12 +61,14 @@ def test_splits_and_unknown_split_lists_names(store_dir):
         s.split("test")
 
 
-def test_pickle_drops_the_memmap(store_dir):
+def test_pickle_reopens_the_memmap_instead_of_copying_it(store_dir):
+    # a DataLoader worker gets the store pickled: it must map data.npy itself, not receive a copy
     s = open_store(store_dir)
     s.get(0)
-    assert s._data is not None
     s2 = pickle.loads(pickle.dumps(s))
-    assert s2._data is None
+    assert isinstance(s2.data, np.memmap)
+    assert Path(s2.data.filename).resolve() == (Path(store_dir) / "data.npy").resolve()
+    assert len(pickle.dumps(s)) < s.data.nbytes
     np.testing.assert_array_equal(s2.get(2), s.get(2))
 
 
@@ -118,3 +123,60 @@ def test_store_keeps_the_layout_table(store_dir):
     s = open_store(store_dir)
     assert s.meta["layout_table"]["joints"] == list(get_layout(s.layout).joint_names)
     assert s.joint_layout() == get_layout(s.layout)
+
+
+@pytest.fixture
+def store_copy(store_dir, tmp_path) -> Path:
+    d = tmp_path / "store"
+    shutil.copytree(store_dir, d)
+    return d
+
+
+def test_store_with_truncated_data_npy_is_refused(store_copy):
+    data = store_copy / "data.npy"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    s = open_store(store_copy)  # the index is fine; the frames are mapped lazily
+    with pytest.raises(DataError, match="data.npy") as info:
+        s.get(0)
+    assert str(store_copy) in str(info.value)
+
+
+def test_store_whose_offsets_overrun_data_is_refused(store_copy):
+    offsets = np.load(store_copy / "offsets.npy")
+    offsets[-1] += 5
+    np.save(store_copy / "offsets.npy", offsets)
+    with pytest.raises(DataError, match=r"data\.npy has \d+ frames, offsets say \d+"):
+        open_store(store_copy).get(0)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("meta.json", b'{"format": "stgcn-store", '),
+    ("names.json", b"\x00\xff"),
+    ("labels.npy", b"not an npy file"),
+])
+def test_store_with_corrupt_index_file_is_refused(store_copy, name, content):
+    (store_copy / name).write_bytes(content)
+    with pytest.raises(DataError, match="cannot read the store's index files") as info:
+        open_store(store_copy)
+    assert str(store_copy) in str(info.value)
+
+
+def test_store_with_missing_index_file_is_refused(store_copy):
+    (store_copy / "names.json").unlink()
+    with pytest.raises(DataError, match="names.json"):
+        open_store(store_copy)
+
+
+def test_store_with_damaged_npy_header_is_refused(store_copy):
+    (store_copy / "offsets.npy").write_bytes(npy_with_damaged_header(np.load(store_copy / "offsets.npy")))
+    with pytest.raises(DataError):
+        open_store(store_copy)
+
+
+def test_store_index_with_pickled_objects_is_refused(store_copy, tmp_path):
+    marker = tmp_path / "pwned"
+    n = len(np.load(store_copy / "labels.npy"))
+    np.save(store_copy / "labels.npy", np.array([Evil(marker)] * n, dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="cannot read the store's index files"):
+        open_store(store_copy)
+    assert not marker.exists()

@@ -3,8 +3,11 @@ lock file, config errors, streams + fusion."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import socket
 import zlib
 from pathlib import Path
 
@@ -12,12 +15,14 @@ import numpy as np
 import pytest
 import torch
 
+from faults import full_disk, temp_files
+from stgcn.checkpoint import load_model
 from stgcn.data.prepare import prepare_source
 from stgcn.data.sample import Sample
 from stgcn.data.sources import SourceItem
 from stgcn.data.store import open_store
 from stgcn.engine.config import RunConfig, apply_overrides
-from stgcn.errors import ConfigError, StgcnError
+from stgcn.errors import CheckpointError, ConfigError, StgcnError, WriteError
 
 CLASSES = ["wave", "kick", "still"]
 
@@ -181,7 +186,7 @@ def test_workers_do_not_change_the_result(store_dir, tmp_path):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(store_dir, tmp_path):
     from stgcn.engine import train
-    from stgcn.engine.train import TrainingDivergedError
+    from stgcn.engine.training import TrainingDivergedError
 
     out = tmp_path / "nan"
     train(tiny_config(store_dir, out, epochs=1))
@@ -214,20 +219,24 @@ def test_nan_exit_code_is_nonzero(store_dir, tmp_path):
 
 
 def test_live_lock_refuses_and_stale_lock_is_taken_over(store_dir, tmp_path):
-    import socket
 
     from stgcn.engine import train
-    from stgcn.engine.train import RunLockedError
+    from stgcn.engine.runlock import RunLock, RunLockedError
 
     out = tmp_path / "locked"
-    out.mkdir()
-    (out / ".lock").write_text(f"{socket.gethostname()}:{os.getppid()}\n")  # a live process
-    with pytest.raises(RunLockedError, match="in use"):
-        train(tiny_config(store_dir, out, epochs=1))
+    holder = RunLock(out)  # a live run
+    holder.acquire()
+    try:
+        with pytest.raises(RunLockedError, match=f"in use .*{socket.gethostname()}:{os.getpid()}"):
+            train(tiny_config(store_dir, out, epochs=1))
+    finally:
+        holder.release()
     assert not (out / "checkpoints").exists()
-    (out / ".lock").write_text(f"{socket.gethostname()}:999999999\n")  # no such PID
+    (out / ".lock").write_text(f"{socket.gethostname()}:999999999\n")  # left by a killed run
     train(tiny_config(store_dir, out, epochs=1))
-    assert not (out / ".lock").exists()
+    again = RunLock(out)  # the finished run let go of it
+    again.acquire()
+    again.release()
 
 
 def test_existing_run_needs_resume_or_overwrite(store_dir, tmp_path):
@@ -242,7 +251,7 @@ def test_existing_run_needs_resume_or_overwrite(store_dir, tmp_path):
 
 def test_split_inference_and_errors(store_dir, tmp_path):
     from stgcn.engine import train
-    from stgcn.engine.train import resolve_splits
+    from stgcn.engine.training import resolve_splits
 
     s = open_store(store_dir)
     assert resolve_splits(s, "", "") == ("train", "val")
@@ -275,3 +284,123 @@ def test_set_override_reaches_the_run(store_dir, tmp_path):
 
     saved = yaml.safe_load((res.out / "config.yaml").read_text())
     assert saved["optimizer"]["lr"] == 0.002 and saved["data"]["train_split"] == "train"
+
+
+def _disk_cfg(store: Path, out: Path, epochs: int, resume: bool = False):
+
+    # a step schedule (not cosine) so that growing the epochs of a finished run keeps its trajectory;
+    # checkpoint_every leaves a mid-epoch last.pt to resume from
+    c = tiny_config(store, out, epochs=epochs, resume=resume, checkpoint_every=2)
+    c.scheduler.name = "step"
+    c.scheduler.milestones = [1]
+    return c
+
+
+@pytest.fixture(scope="module")
+def disk_runs(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(store, a finished 2-epoch run, a finished 1-epoch run whose files are the 'previous versions')."""
+    from stgcn.engine import train
+
+    root = tmp_path_factory.mktemp("fulldisk")
+    store = make_store(root / "store", n=48)
+    train(_disk_cfg(store, root / "ref", 2))
+    train(_disk_cfg(store, root / "one", 1))
+    return store, root / "ref", root / "one"
+
+
+def _without(text: str, keys: tuple[str, ...]) -> dict:
+    return {k: v for k, v in json.loads(text).items() if k not in keys}
+
+
+def _log_without_times(path: Path) -> list[list[str]]:
+    rows = [ln.split(",") for ln in path.read_text().splitlines()]
+    cols = [i for i, c in enumerate(rows[0]) if c not in ("time_s", "samples_per_s")]
+    return [[r[i] for i in cols] for r in rows]
+
+
+def _assert_same_as_uninterrupted(ref: Path, out: Path) -> None:
+    a = torch.load(ref / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    # every file of the run is there and complete (timings aside)
+    assert _log_without_times(out / "log.csv") == _log_without_times(ref / "log.csv")
+    timing = ("train_time_s", "samples_per_s")
+    assert _without((out / "metrics.json").read_text(), timing) == _without((ref / "metrics.json").read_text(), timing)
+    for png in ("curves.png", "confusion.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with np.load(out / "val_scores.npz", allow_pickle=False) as got, np.load(ref / "val_scores.npz") as want:
+        assert np.array_equal(got["scores"], want["scores"])
+    assert (out / "report.md").read_text().endswith("`config.yaml`\n")
+    assert yaml_epochs(out / "config.yaml") == 2
+    load_model(out / "checkpoints" / "best.pt")
+    assert not temp_files(out) and not (out / ".lock").exists()
+
+
+def yaml_epochs(path: Path) -> int:
+    import yaml
+
+    return yaml.safe_load(path.read_text())["train"]["epochs"]
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "log.csv", "metrics.json", "val_scores.npz", "curves.png",
+                                  "confusion.png", "report.md"])
+def test_full_disk_during_train_keeps_previous_file_and_resume_finishes(disk_runs, tmp_path, monkeypatch, name):
+    from stgcn.checkpoint import safe_load
+    from stgcn.engine import train
+
+    store, ref, one = disk_runs
+    out = tmp_path / "run"
+    shutil.copytree(one, out)  # a finished 1-epoch run, continued to 2 epochs
+    before = (out / name).read_bytes()
+    hits = full_disk(monkeypatch, name)
+    with pytest.raises(WriteError, match=rf"could not write {out / name}: No space left on device; the previous "
+                                         r"file \(if any\) is unchanged") as err:
+        train(_disk_cfg(store, out, 2, resume=True))
+    assert err.value.errno == errno.ENOSPC and hits == [out / name]
+    monkeypatch.undo()
+    assert (out / name).read_bytes() == before  # the previous version, not half of the new one
+    assert not temp_files(out)
+    assert not (out / ".lock").exists()
+    assert safe_load(out / "checkpoints" / "last.pt")["epoch"] in (1, 2)  # still a valid resume point
+
+    # space freed: the same command continues and ends where an uninterrupted run ends
+    train(_disk_cfg(store, out, 2, resume=True))
+    _assert_same_as_uninterrupted(ref, out)
+
+
+def test_full_disk_on_best_checkpoint_during_train(disk_runs, tmp_path, monkeypatch):
+    from stgcn.checkpoint import safe_load
+    from stgcn.engine import train
+
+    store, ref, _ = disk_runs
+    out = tmp_path / "run"
+    full_disk(monkeypatch, "best.pt")  # first written at the end of epoch 1
+    with pytest.raises(CheckpointError, match=r"best\.pt: No space left on device"):
+        train(_disk_cfg(store, out, 2))
+    monkeypatch.undo()
+    assert not (out / "checkpoints" / "best.pt").exists()
+    assert not temp_files(out) and not (out / ".lock").exists()
+    state = safe_load(out / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step"]) == (0, 4)  # the last mid-epoch checkpoint before the failure
+
+    train(_disk_cfg(store, out, 2, resume=True))
+    _assert_same_as_uninterrupted(ref, out)
+    a = safe_load(ref / "checkpoints" / "best.pt")["state_dict"]
+    b = safe_load(out / "checkpoints" / "best.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_full_disk_through_the_train_cli_is_exit_2_naming_the_file(disk_runs, tmp_path, monkeypatch, capsys):
+    from stgcn.cli import main
+
+    store, _, _ = disk_runs
+    full_disk(monkeypatch, "config.yaml")  # the run's first file
+    rc = main(["train", "--data", str(store), "--out", str(tmp_path / "run"), "--model", "stgcn-tiny",
+               "--epochs", "1", "--set", "data.num_workers=0", "--set", "train.progress=false"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith(f"stgcn train: error: could not write {tmp_path / 'run' / 'config.yaml'}: No space left")
+    assert "Traceback" not in err
+    assert not (tmp_path / "run" / "config.yaml").exists() and not temp_files(tmp_path)

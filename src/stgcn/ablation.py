@@ -67,9 +67,10 @@ def run_ablation(base, out: str | os.PathLike, *, seeds: Sequence[int] = (0, 1, 
                  settings: Sequence[str] | None = None, store=None) -> list[AblationRow]:
     """Train every (setting, seed); runs already finished in ``out`` are reused, an interrupted
     one resumes. Writes ``ablation.md``, ``ablation.json`` and ``ablation.png`` into ``out``."""
-    from .engine.train import train
+    from .atomic import writable_dir
+    from .engine.training import train
 
-    out = Path(out)
+    out = writable_dir(out, what="--out")
     keys = list(settings or SETTINGS)
     rows = []
     for key in keys:

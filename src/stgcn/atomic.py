@@ -97,3 +97,30 @@ def atomic_save_npy(path: str | Path, array) -> None:
     import numpy as np
 
     atomic_write(path, lambda f: np.save(f, array))
+
+
+def writable_dir(path: str | Path, *, what: str = "--out") -> Path:
+    """Create the directory ``path`` if needed and check that a file can be written in it, before
+    any work is done (so a bad ``--out`` fails at once, not after training or a whole video).
+    Raises :class:`WriteError` naming ``what`` and the path."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise WriteError(f"{what} {p}: is a file, not a directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=p, prefix=".stgcn-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise WriteError(f"{what} {p}: cannot write there ({exc.strerror or exc})", exc.errno) from None
+    return p
+
+
+def writable_file(path: str | Path, *, what: str = "--out") -> Path:
+    """Check, before any work, that the file ``path`` can be written: its folder is writable (and
+    created if needed) and the path is not a directory."""
+    p = Path(path)
+    if p.is_dir():
+        raise WriteError(f"{what} {p}: is a directory, not a file")
+    writable_dir(p.parent if str(p.parent) else ".", what=what)
+    return p

@@ -34,22 +34,46 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
 
 def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """Load a checkpoint with ``weights_only=True``; errors become :class:`CheckpointError`."""
+    """Load a checkpoint with ``weights_only=True``; errors become :class:`CheckpointError`.
+
+    The messages never repeat torch's advice to retry with ``weights_only=False``: for a file of
+    unknown origin that would run whatever it carries.
+    """
+    import warnings
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save: a zip, or (legacy) a pickle
+        raise CheckpointError(f"{path}: not a checkpoint (a torch checkpoint is a zip archive or a pickle; "
+                              f"this file starts with {head!r})")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Detected pickle protocol ..." on damaged bytes
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path}: refused to load: the file contains objects other than tensors and plain data "
-            f"(weights_only=True). It may carry executable code. Details: {_first_line(exc)}"
-        ) from None
+        globals_ = [ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln]
+        if globals_:
+            raise CheckpointError(
+                f"{path}: refused to load: the file contains objects other than tensors and plain data, "
+                f"which may carry executable code ({globals_[0]})") from None
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (damaged, or not a checkpoint: "
+                              f"{_unpickler_detail(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - damaged bytes raise almost anything from torch's readers
         # (IndexError, KeyError, struct.error, AssertionError, ...); KeyboardInterrupt is no Exception
         detail = _first_line(exc)
         found = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable torch checkpoint (found {found})") from None
+
+
+def _unpickler_detail(exc: BaseException) -> str:
+    # torch's message is advice first, then the unpickler's reason; keep only the reason
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    reasons = [ln for ln in lines if not ln.startswith(("Weights only load failed", "Please file an issue",
+                                                          "Check the documentation"))]
+    return reasons[0] if reasons else "the unpickler refused it"
 
 
 def _first_line(exc: BaseException) -> str:

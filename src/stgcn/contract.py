@@ -221,8 +221,8 @@ class DataContract:
     @cached_property
     def _test_transform(self) -> tuple[Any, int]:
         """(the test pipeline built as evaluation builds it, the clips the dataset must draw)."""
+        from .data.pipeline import with_test_clips
         from .data.transforms import build_pipeline
-        from .engine.evaluate import with_test_clips
 
         specs, clips = with_test_clips(self.test_pipeline, self.test_clips)
         return (build_pipeline(specs, self.layout, channels=list(self.channels)) if specs else None), clips

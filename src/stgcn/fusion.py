@@ -35,6 +35,20 @@ class ScoreFile:
     class_names: list[str] | None = None
 
 
+def save_scores(path: str | os.PathLike, names: Sequence[str], scores: np.ndarray, labels: np.ndarray,
+                class_names: Sequence[str]) -> None:
+    """``.npz`` with ``names`` (str), ``scores`` (N, K) float32 logits, ``labels`` (N,) and
+    ``class_names``; loads with ``allow_pickle=False`` (:func:`load_scores`)."""
+    import io
+
+    from .atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, names=np.asarray(list(names), dtype=str), scores=np.asarray(scores, dtype=np.float32),
+             labels=np.asarray(labels, dtype=np.int64), class_names=np.asarray(list(class_names), dtype=str))
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def load_scores(path: str | os.PathLike) -> ScoreFile:
     p = Path(path)
     if not p.is_file():

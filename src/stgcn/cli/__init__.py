@@ -1,9 +1,19 @@
 """The ``stgcn`` command line: one module per verb, listed once in ``COMMANDS``.
 
 Each module ``stgcn.cli.<module>`` defines ``register(subparsers)``, which adds its parser and sets
-``func`` to a function taking the parsed namespace and returning an exit code. Modules are imported
-only when listed, and heavy imports (torch, cv2, mediapipe) happen inside the command functions so
-that ``stgcn --help`` stays fast.
+``func``. Two kinds of verb (docs/CONTRACTS.md, "Command line"):
+
+- plain verbs declare their few options with argparse in ``register`` and get the parsed
+  namespace: ``func(args) -> int``;
+- verbs whose options are a typed config (train, ablation, eval) register with
+  :func:`add_config_verb` and parse their own arguments with jsonargparse (options derived from the
+  dataclass fields or the function signature, ``--config FILE``, ``--print_config``):
+  ``func(argv) -> int``.
+
+Every verb runs under flush-to-zero (:func:`stgcn.runtime.flushing_denormals`), set here before
+the verb's first torch op so that torch's intra-op threads inherit it. Modules are imported only
+when listed, and heavy imports (torch, cv2, mediapipe) happen inside the command functions so that
+``stgcn --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 
 from ..errors import StgcnError
 
@@ -29,6 +40,24 @@ COMMANDS: dict[str, str] = {
     "convert-official": "convert_official",
     "bench": "bench",
 }
+
+
+def add_config_verb(sub: argparse._SubParsersAction, name: str, *, help: str,
+                    run: Callable[[list[str]], int]) -> None:
+    """Register a verb that parses its own arguments: ``run`` gets everything after the verb."""
+    p = sub.add_parser(name, help=help, add_help=False, prefix_chars="\0")  # nothing is an option here
+    p.set_defaults(func=run, own_argv=True)
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1 (``--topk``, ``--window`` ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, found {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,11 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_error(prog: str, exc: Exception) -> StgcnError:
+    """A parser's complaint (jsonargparse's ``ArgumentError``) as the package error the CLI prints."""
+    from ..errors import ConfigError
+
+    return ConfigError(" ".join(str(exc).split()) + f" (see {prog} --help)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ..runtime import flushing_denormals
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    own = getattr(args, "own_argv", False)
+    if rest and not own:
+        parser.parse_args(argv)  # argparse's own message for the unknown arguments, exit 2
     try:
-        return int(args.func(args) or 0)
+        with flushing_denormals():
+            return int(args.func(rest if own else args) or 0)
     except StgcnError as exc:
         print(f"stgcn {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -19,8 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import writable_file
     from ..compat import convert_official
     from ..errors import ConfigError
+
+    writable_file(args.dst, what="OUT")
 
     names = None
     if args.labels:

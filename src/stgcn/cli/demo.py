@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="pose + action recognition on a video or a camera, with an overlay video",
@@ -27,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detect-every", type=int, default=15,
                    help="frames between searches for another person (default 15)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=positive_int, default=5, help="labels to show (default 5)")
     p.add_argument("--smoothing", choices=["ema", "mean", "none"], default="ema")
     p.add_argument("--no-window", action="store_true", help="do not open a display window (camera mode)")
     p.set_defaults(func=run)
@@ -49,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
     if not shows and not args.out and not json_out:
         raise ConfigError("nothing to write: give --out OUT.mp4 and/or --json OUT.json"
                           + ("" if video is not None else " (no window: --no-window or no display)"))
+    from ..atomic import writable_file
+
+    for path, what in ((args.out, "--out"), (args.json_out, "--json")):
+        if path:
+            writable_file(path, what=what)  # before the video is read, not after it
     result = run_demo(video=video, camera=args.camera, checkpoint=args.checkpoint, out=args.out,
                       json_out=json_out, window=args.window, stride=args.stride,
                       no_window=args.no_window or args.camera is None, max_frames=args.max_frames,

@@ -1,44 +1,44 @@
-"""``stgcn eval``: score a checkpoint on a split (top-1/5, mean class accuracy, per class, confusion)."""
+"""``stgcn eval``: score a checkpoint on a split (top-1/5, mean class accuracy, per class, confusion).
+
+The options are the parameters of :func:`stgcn.engine.evaluate.evaluate` (help from its
+docstring), read by jsonargparse.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from . import add_config_verb, parse_error
+
+ALIASES = {"--batch-size": "batch_size", "--workers": "num_workers"}  # spellings of earlier releases
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "eval", help="evaluate a checkpoint on a split",
-        description="Evaluate a checkpoint. With --classes, only samples of those classes are scored and the "
-                    "prediction is the argmax among the subset's logits (the paper's Kinetics-Motion protocol).")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT")
-    p.add_argument("--data", required=True, metavar="PATH", help="prepared store directory or pyskl .pkl")
-    p.add_argument("--split", required=True, metavar="NAME")
-    p.add_argument("--clips", type=int, metavar="N", help="test clips per sample (default: the training recipe's)")
-    p.add_argument("--classes", metavar="FILE", help="class subset: a file with one name per line, or kinetics-motion")
-    p.add_argument("--out", metavar="DIR", help="write metrics.json, scores.npz, per_class.csv, confusion.png, "
-                                                "report.md here")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N")
-    p.add_argument("--workers", type=int, default=2, metavar="N")
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=run)
+    add_config_verb(sub, "eval", help="evaluate a checkpoint on a split", run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..engine.evaluate import flushing_denormals
+def parser():
+    from jsonargparse import ArgumentParser, set_parsing_settings
 
-    # flush-to-zero before the first torch op, so that torch's intra-op threads inherit it
-    with flushing_denormals():
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
     from ..engine.evaluate import evaluate
-    from ..errors import ConfigError
 
-    if args.clips is not None and args.clips < 1:
-        raise ConfigError(f"--clips must be >= 1, found {args.clips}")
-    res = evaluate(args.checkpoint, args.data, args.split, clips=args.clips, classes=args.classes, out=args.out,
-                   batch_size=args.batch_size, num_workers=args.workers, device=args.device)
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    p = ArgumentParser(prog="stgcn eval", exit_on_error=False, description=evaluate.__doc__.split("\n\n")[1],
+                       epilog="Short spellings: " + ", ".join(f"{a} = --{k}" for a, k in ALIASES.items()) + ".")
+    p.add_function_arguments(evaluate, as_group=False, skip={"progress"})
+    return p
+
+
+def run(argv: list[str]) -> int:
+    from ..engine.evaluate import evaluate
+    from .train import expand_argv
+
+    p = parser()
+    try:
+        ns = p.parse_args(expand_argv(argv, ALIASES, set()))
+    except argparse.ArgumentError as exc:
+        raise parse_error("stgcn eval", exc) from None
+    res = evaluate(**ns.as_dict())
     m = res.metrics
     print(f"{m['num_samples']} samples, {len(res.class_names)} classes"
           + (" (argmax restricted to the subset)" if m.get("restricted_argmax") else ""))
@@ -49,6 +49,6 @@ def _run(args: argparse.Namespace) -> int:
         r = rec[i]
         print(f"  {name:<{width}}  {int(res.per_class['support'][i]):5d}  "
               + ("   –" if r != r else f"{100 * r:5.1f}%"))
-    if args.out:
-        print(f"written to {args.out}: " + ", ".join(sorted(res.files)))
+    if ns.out:
+        print(f"written to {ns.out}: " + ", ".join(sorted(res.files)))
     return 0

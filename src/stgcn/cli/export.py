@@ -20,8 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import writable_file
     from ..export.onnx import export_checkpoint
 
+    writable_file(args.onnx, what="--onnx")  # before the export, not after it
     report = export_checkpoint(args.checkpoint, args.onnx, opset=args.opset, timing_frames=args.frames,
                                tolerance=args.tolerance)
     print(report.summary())

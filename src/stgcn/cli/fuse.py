@@ -18,9 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.evaluate import save_scores
-    from ..fusion import fuse
+    from ..atomic import writable_file
+    from ..fusion import fuse, save_scores
 
+    if args.out:
+        writable_file(args.out, what="--out")
     res = fuse(args.scores, args.weights)
     print(f"fused {len(args.scores)} files, {len(res.names)} samples, weights {args.weights or 'equal'}")
     if res.metrics is not None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import positive_int
+
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -23,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="stgcn checkpoint (or an official one with --official)")
     p.add_argument("--official", action="store_true",
                    help="the checkpoint is the official Kinetics-400 ST-GCN (layout openpose, Kinetics labels)")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=positive_int, default=5, help="labels to show (default 5)")
     p.add_argument("--index", type=int, help="sample index when INPUT is a prepared store")
     p.add_argument("--format", help="format of a skeleton file: a reader of `stgcn prepare` such as msr-action3d, "
                                     "utkinect, sbu, ntu, kinetics, npy (default: from the file name)")

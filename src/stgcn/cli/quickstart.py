@@ -18,22 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.evaluate import flushing_denormals
-
-    # flush-to-zero before the first torch op, so that torch's intra-op threads inherit it
-    with flushing_denormals():
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
-    import os
     import time
-    from pathlib import Path
 
+    from ..atomic import writable_dir
     from ..engine.config import load_recipe
 
     t0 = time.perf_counter()
-    out = Path(args.out)
+    out = writable_dir(args.out, what="--out")
     data, train_dir, eval_dir = out / "data", out / "train", out / "eval"
 
     print("[1/4] preparing the bundled UTKinect-Action3D dataset", flush=True)
@@ -46,7 +37,7 @@ def _run(args: argparse.Namespace) -> int:
         prepare("utkinect", None, data)
 
     print("[2/4] training ST-GCN with the 'small' recipe (cross-subject split)", flush=True)
-    from ..engine.train import train
+    from ..engine.training import train
 
     cfg = load_recipe("small")
     cfg.data.path = str(data)
@@ -55,8 +46,6 @@ def _run(args: argparse.Namespace) -> int:
     cfg.train.overwrite = True
     if args.epochs:
         cfg.train.epochs = args.epochs
-    if (os.cpu_count() or 1) <= 2:
-        cfg.train.num_threads = 1  # the other core feeds the data loader workers
     res = train(cfg.validate())
 
     print("[3/4] evaluating the best checkpoint", flush=True)

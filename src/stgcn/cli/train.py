@@ -1,94 +1,139 @@
-"""``stgcn train``: train a model on a prepared store or a pyskl pickle (DDP under torchrun)."""
+"""``stgcn train``: train a model on a prepared store or a pyskl pickle (DDP under torchrun).
+
+Every option is a field of :class:`stgcn.engine.config.RunConfig`, declared once there:
+``--train.epochs 3``, ``--optimizer.lr 1e-3``, ``--data.train_pipeline '[...]'`` (help from the
+field docstrings). ``--recipe NAME|FILE`` gives the starting values, ``--config FILE`` (a YAML
+config, e.g. a run's ``config.yaml`` or what ``--print_config`` printed) sets many at once,
+``--set key=value`` is the same as ``--key=value``, and the most used fields have short spellings
+(``ALIASES``).
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+
+from . import add_config_verb, parse_error
+
+# Short spellings of the most used fields (README, scripts); the field's type and help apply.
+ALIASES: dict[str, str] = {
+    "--data": "data.path",
+    "--layout": "data.layout",
+    "--train-split": "data.train_split",
+    "--val-split": "data.val_split",
+    "--workers": "data.num_workers",
+    "--model": "model.name",
+    "--strategy": "model.strategy",
+    "--epochs": "train.epochs",
+    "--batch-size": "train.batch_size",
+    "--seed": "train.seed",
+    "--device": "train.device",
+    "--out": "train.out",
+    "--resume": "train.resume",
+}
+FLAGS = {"--resume"}  # short spellings of a true/false field: given alone, they mean true
+
+DESCRIPTION = ("Train ST-GCN. Multi-GPU / multi-node: torchrun --nproc_per_node=N [--nnodes ...] -m stgcn train ... "
+               "(DistributedDataParallel; only rank 0 writes files).")
 
 
-def add_run_arguments(p: argparse.ArgumentParser, *, default_recipe: str, default_out: str) -> None:
-    """Options shared by ``train`` and ``ablation``."""
-    p.add_argument("--data", required=True, metavar="PATH", help="prepared store directory or pyskl .pkl")
-    p.add_argument("--layout", metavar="NAME_OR_FILE", help="skeleton layout (default: the store's)")
-    p.add_argument("--train-split", metavar="NAME", help="training split (default: inferred from the store)")
-    p.add_argument("--val-split", metavar="NAME", help="validation split (default: inferred from the store)")
-    p.add_argument("--recipe", default=default_recipe, metavar="NAME_OR_FILE",
-                   help=f"shipped recipe (paper, official-kinetics, official-ntu, pyskl, small) or a YAML file "
-                        f"(default: {default_recipe})")
-    p.add_argument("--epochs", type=int, metavar="N")
-    p.add_argument("--batch-size", type=int, metavar="N", help="global batch size")
-    p.add_argument("--out", default=default_out, metavar="DIR")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe setting, e.g. --set optimizer.lr=0.05 (repeatable)")
-    p.add_argument("--workers", type=int, metavar="N", help="DataLoader worker processes (default 2)")
-    p.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
+def expand_argv(argv: list[str], aliases: dict[str, str] = ALIASES, flags: set[str] = FLAGS) -> list[str]:
+    """Short spellings and ``--set key=value`` as the parser's ``--section.field`` options."""
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        name, eq, value = arg.partition("=")
+        if name == "--set":
+            from ..engine.config import override_args
+
+            out += override_args([value if eq else next(it, "")])
+        elif name in flags and not eq:
+            out.append(f"--{aliases[name]}=true")
+        elif name in aliases:
+            out.append(f"--{aliases[name]}" + (f"={value}" if eq else ""))
+        else:
+            out.append(arg)
+    return out
 
 
-def build_config(args: argparse.Namespace):
-    """Recipe + command-line options + ``--set`` overrides, validated."""
-    from ..engine.config import apply_overrides, load_recipe
+def _take(argv: list[str], option: str) -> tuple[str | None, list[str]]:
+    """The value of the last ``option VALUE`` / ``option=VALUE`` in argv, and argv without them."""
+    value, rest, it = None, [], iter(argv)
+    for arg in it:
+        name, eq, v = arg.partition("=")
+        if name == option:
+            value = v if eq else next(it, "")
+        else:
+            rest.append(arg)
+    return value, rest
 
-    cfg = load_recipe(args.recipe)
-    cfg.data.path = str(args.data)
-    if args.layout:
-        cfg.data.layout = args.layout
-    if args.train_split:
-        cfg.data.train_split = args.train_split
-    if args.val_split:
-        cfg.data.val_split = args.val_split
-    for attr, section, key in (("epochs", "train", "epochs"), ("batch_size", "train", "batch_size"),
-                               ("seed", "train", "seed"), ("workers", "data", "num_workers"),
-                               ("device", "train", "device"), ("model", "model", "name"),
-                               ("strategy", "model", "strategy")):
-        val = getattr(args, attr, None)
-        if val is not None:
-            setattr(getattr(cfg, section), key, val)
-    cfg.train.out = str(args.out)
-    if getattr(args, "resume", False):
-        cfg.train.resume = True
-    return apply_overrides(cfg, args.overrides)
+
+def run_parser(prog: str, description: str, add_options: Callable | None = None):
+    """The parser of a verb that takes a :class:`RunConfig`: its fields, ``--config``, ``--set``
+    (documentation only: :func:`expand_argv` rewrites it) and the verb's own options."""
+    from jsonargparse import ActionConfigFile
+
+    from ..engine.config import config_parser
+
+    short = ", ".join(f"{a} = --{k}" for a, k in ALIASES.items())
+    p = config_parser(prog=prog, description=description, epilog=f"Short spellings: {short}.")
+    p.add_argument("--config", action=ActionConfigFile, help="YAML file of settings (e.g. a run's config.yaml)")
+    p.add_argument("--set", type=str, metavar="KEY=VALUE",
+                   help="same as --KEY=VALUE, e.g. --set optimizer.lr=1e-3 (repeatable)")
+    if add_options is not None:
+        add_options(p)
+    return p
+
+
+def parse_run(argv: list[str], *, prog: str, description: str = "", default_recipe: str,
+              defaults: dict | None = None, add_options: Callable | None = None):
+    """(validated RunConfig, namespace) from a verb's arguments: the recipe, then ``defaults``
+    (dotted keys), then the command line in order."""
+    import argparse as _argparse
+
+    from ..engine.config import load_recipe, namespace_to_config
+
+    recipe, argv = _take(expand_argv(argv), "--recipe")
+    base = load_recipe(recipe or default_recipe)
+    for key, value in (defaults or {}).items():
+        section, _, leaf = key.partition(".")
+        setattr(getattr(base, section), leaf, value)
+    p = run_parser(prog, description, add_options)
+    try:
+        ns = p.parse_args(argv, namespace=p.parse_object(base.to_dict()))
+    except _argparse.ArgumentError as exc:
+        raise parse_error(prog, exc) from None
+    return namespace_to_config(ns).validate(""), ns
+
+
+def _train_options(p) -> None:
+    p.add_argument("--streams", type=str, metavar="LIST",
+                   help="comma-separated streams (joint,bone,joint-motion,bone-motion): one model each in "
+                        "OUT/<stream>/, fused into OUT/fused_scores.npz")
+    p.add_argument("--stream-weights", type=str, metavar="LIST", help="fusion weights for --streams (default: equal)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train", help="train a model (checkpoints, metrics, curves, report in --out)",
-        description="Train ST-GCN. Multi-GPU / multi-node: torchrun --nproc_per_node=N [--nnodes ...] "
-                    "-m stgcn train ... (DistributedDataParallel; only rank 0 writes files).")
-    add_run_arguments(p, default_recipe="paper", default_out="runs/train")
-    p.add_argument("--model", metavar="NAME", help="stgcn, stgcn-official, tcn, local-conv, stgcn-tiny")
-    p.add_argument("--strategy", metavar="NAME", help="uniform, distance, distance-star, spatial")
-    p.add_argument("--seed", type=int, metavar="N")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
-    p.add_argument("--streams", metavar="LIST",
-                   help="comma-separated streams (joint,bone,joint-motion,bone-motion): one model each in "
-                        "DIR/<stream>/, fused into DIR/fused_scores.npz")
-    p.add_argument("--stream-weights", metavar="LIST", help="fusion weights for --streams (default: equal)")
-    p.set_defaults(func=run)
+    add_config_verb(sub, "train", help="train a model (checkpoints, metrics, curves, report in --out)", run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..engine.evaluate import flushing_denormals
-
-    # flush-to-zero before the first torch op, so that torch's intra-op threads inherit it
-    with flushing_denormals():
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
+def run(argv: list[str]) -> int:
     from ..engine import distributed as D
-    from ..engine.train import train, train_streams
+    from ..engine.training import train, train_streams
     from ..errors import ConfigError
 
-    cfg = build_config(args)
+    cfg, ns = parse_run(argv, prog="stgcn train", description=DESCRIPTION, default_recipe="paper",
+                        add_options=_train_options)
     info = D.init_distributed(cfg.train.device)
     try:
-        if args.streams:
-            streams = [s.strip() for s in args.streams.split(",") if s.strip()]
+        if ns.streams:
+            streams = [s.strip() for s in ns.streams.split(",") if s.strip()]
             weights = None
-            if args.stream_weights:
+            if ns.stream_weights:
                 try:
-                    weights = [float(w) for w in args.stream_weights.split(",")]
+                    weights = [float(w) for w in ns.stream_weights.split(",")]
                 except ValueError:
-                    raise ConfigError(f"--stream-weights {args.stream_weights!r}: expected numbers") from None
+                    raise ConfigError(f"--stream-weights {ns.stream_weights!r}: expected numbers") from None
             summary = train_streams(cfg, streams, weights=weights)
             if info.is_main:
                 for s, m in summary["streams"].items():

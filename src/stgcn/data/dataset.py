@@ -2,13 +2,13 @@
 
 The one dataset implementation of the package (training, evaluation and the benchmarks use it):
 
-* :class:`SkeletonDataset` (alias :class:`ClipDataset`): items are addressed by
+* :class:`SkeletonDataset`: items are addressed by
   ``(position, epoch)`` pairs and the transform gets a generator seeded by
   ``(seed, epoch, store index)`` (:func:`item_rng`), so an item's augmentation does not depend on
   the worker that loads it, the worker count, the order of loading or a restart.
 * :class:`EpochBatchSampler`: yields batches of ``(position, epoch)`` pairs from an order set in
   the main process before each epoch — persistent workers need no notification of the epoch.
-* :func:`pad_collate` (alias :func:`collate`): stacks a batch, padding clips of different length by
+* :func:`pad_collate`: stacks a batch, padding clips of different length by
   replaying them (as the official feeder does; ``mode="zero"`` appends zeros instead).
 * :func:`make_loader`: a ``DataLoader`` wired with the three above.
 
@@ -103,7 +103,6 @@ class SkeletonDataset(torch.utils.data.Dataset):
 
 
 #: The engine's name for the same class.
-ClipDataset = SkeletonDataset
 
 
 # --------------------------------------------------------------------------- padding and collation
@@ -165,7 +164,6 @@ def pad_collate(batch: Sequence[tuple], mode: str = "loop") -> tuple[torch.Tenso
     return torch.from_numpy(x), torch.tensor(labels, dtype=torch.int64), torch.tensor(pos, dtype=torch.int64)
 
 
-collate = pad_collate
 
 
 # --------------------------------------------------------------------------- sampling and loading
@@ -217,5 +215,5 @@ def make_loader(dataset: SkeletonDataset, batch_sampler: EpochBatchSampler, num_
     )
 
 
-__all__ = ["SkeletonDataset", "ClipDataset", "EpochBatchSampler", "pad_collate", "collate",
+__all__ = ["SkeletonDataset", "EpochBatchSampler", "pad_collate",
            "make_loader", "item_rng", "loop_pad", "zero_pad", "stack_padded", "EVAL_EPOCH"]

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .formats import kinect
 from .sample import Sample
 
@@ -262,10 +262,23 @@ def _sbu(path: str | None) -> DatasetSource:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_option(name: str, value, choices: tuple) -> None:
+    """A reader option is refused once, before any file is read (not as a reject of every clip)."""
+    if value not in choices:
+        raise ConfigError(f"reader option {name}={value!r}: expected one of {', '.join(map(repr, choices))}")
+
+
+def _check_count(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"reader option {name}={value!r}: expected a whole number >= 1")
+
+
 def _ntu(benchmark: str, path: str | None, max_bodies: int = 2, body_selection: str = "official",
          skip_missing: bool = True) -> DatasetSource:
-    from .formats.ntu import missing_skeleton_samples, ntu_splits, parse_ntu_name
+    from .formats.ntu import BODY_SELECTIONS, missing_skeleton_samples, ntu_splits, parse_ntu_name
 
+    _check_option("body_selection", body_selection, BODY_SELECTIONS)
+    _check_count("max_bodies", max_bodies)
     if path is None:
         raise DataError(f"{benchmark} needs path= (a folder of .skeleton files; never bundled)")
     root = Path(path)
@@ -300,12 +313,15 @@ def _ntu(benchmark: str, path: str | None, max_bodies: int = 2, body_selection: 
 
 
 def _kinetics(path: str | None, **options) -> DatasetSource:
-    from .formats.kinetics import read_kinetics_labels
+    from .formats.kinetics import PAD_MODES, PERSON_SELECTIONS, read_kinetics_labels
 
+    opts = {"max_persons": 2, "person_selection": "clip", "pad_to": 300, "pad_mode": "loop"} | options
+    _check_option("person_selection", opts["person_selection"], PERSON_SELECTIONS)
+    _check_option("pad_mode", opts["pad_mode"], PAD_MODES)
+    _check_count("max_persons", opts["max_persons"])
     if path is None:
         raise DataError("kinetics needs path= (folder with kinetics_train/, kinetics_val/ and label JSONs)")
     root = Path(path)
-    opts = {"max_persons": 2, "person_selection": "clip", "pad_to": 300, "pad_mode": "loop"} | options
     items, rejects, classes = [], [], {}
     splits = []
     for split in ("train", "val"):
@@ -380,7 +396,7 @@ def _pyskl(path: str | None, layout=None, class_names: list[str] | None = None) 
             member.setdefault(n, []).append(sname)
     items = []
     for ann in anns:
-        label = ann.get("label")
+        label = ann.get("label")  # checked by load_pyskl: None or a class index
         items.append(SourceItem(ann["frame_dir"], str(path), None if label is None else int(label),
                                 tuple(member.get(ann["frame_dir"], ())), "pyskl", {"name": ann["frame_dir"]}))
     v = anns[0]["keypoint"].shape[2] if anns and getattr(anns[0]["keypoint"], "ndim", 0) == 4 else None

@@ -6,15 +6,15 @@
 >>> result = train(cfg)            # doctest: +SKIP
 >>> result.metrics["final"]["top1"]  # doctest: +SKIP
 
-The functions share their names with their modules (``stgcn.engine.train``); they are imported
-here eagerly so that the package attribute is always the function, whatever the import order.
+Modules: :mod:`.config` (the typed settings), :mod:`.training` (the loop), :mod:`.state` (what
+``--resume`` continues from), :mod:`.optim`, :mod:`.runlock`, :mod:`.evaluate`, :mod:`.distributed`.
 """
 
 from __future__ import annotations
 
 from .config import RunConfig, apply_overrides, list_recipes, load_recipe
 from .evaluate import EvalResult, evaluate
-from .train import RunResult, train, train_streams
+from .training import RunResult, train, train_streams
 
 __all__ = ["RunConfig", "load_recipe", "list_recipes", "apply_overrides", "train", "train_streams", "evaluate",
            "RunResult", "EvalResult"]

@@ -33,11 +33,22 @@ class DistInfo:
 
 
 def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
+    """``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``; a CUDA device this
+    machine does not have is a :class:`~stgcn.errors.ConfigError`, not torch's assertion later."""
+    from ..errors import ConfigError
+
     if pref == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if pref == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    return torch.device(pref)
+    if pref != "cpu" and not (pref == "cuda" or (pref.startswith("cuda:") and pref[5:].isdigit())):
+        raise ConfigError(f"device {pref!r}: expected auto, cpu, cuda or cuda:N")
+    dev = torch.device(f"cuda:{local_rank}") if pref == "cuda" else torch.device(pref)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise ConfigError(f"device {pref!r}: {why}; use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {pref!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

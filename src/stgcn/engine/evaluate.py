@@ -1,169 +1,28 @@
 """Evaluation: score a checkpoint on a split, with multi-clip averaging and class subsets.
 
-Also home of the data plumbing shared with training: opening a store (or converting a pyskl
-pickle) and building pipelines. The dataset, batch sampler and collation live in
-:mod:`stgcn.data.dataset`.
+Opening the data lives in :mod:`stgcn.data.store` (``open_data``), the pipelines in
+:mod:`stgcn.data.pipeline`, score files in :mod:`stgcn.fusion`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from .. import metrics as M
 from ..data.dataset import EVAL_EPOCH, EpochBatchSampler, SkeletonDataset, make_loader
+from ..data.pipeline import build_transform, with_test_clips
+from ..data.store import open_data
 from ..errors import ConfigError, DataError
-
-
-def enable_flush_denormal() -> None:
-    """Flush denormal floats to zero in the calling thread (5-15x faster CPU training on skeleton
-    data, measured).
-
-    The flag is per thread and torch's intra-op (OpenMP) worker threads copy it when they are
-    created, at the first parallel torch op; so the entry points that run models call this (through
-    :func:`flushing_denormals`) before their first op. numpy's float limits are computed first:
-    computed under flush-to-zero they warn.
-    """
-    for dt in (np.float16, np.float32, np.float64):
-        np.finfo(dt).smallest_subnormal  # noqa: B018
-    torch.set_flush_denormal(True)
-
-
-def flushes_denormals() -> bool:
-    """Whether the calling thread flushes float32 denormals to zero (FTZ or DAZ is on)."""
-    tiny = np.array([1], dtype=np.uint32).view(np.float32)  # the smallest float32 denormal
-    return bool((tiny * np.float32(1.0))[0] == 0)
-
-
-@contextlib.contextmanager
-def flushing_denormals() -> Iterator[None]:
-    """Flush denormals to zero in the calling thread for the duration of the block, then put the
-    thread's previous state back, so callers' numpy code (and hypothesis) keep IEEE subnormals.
-
-    Not done at import: importing the package changes no floating-point state. Threads created
-    inside the block (torch's intra-op pool, if this is its first parallel op) keep the flag.
-    """
-    was_on = flushes_denormals()
-    enable_flush_denormal()
-    try:
-        yield
-    finally:
-        if not was_on:
-            torch.set_flush_denormal(False)
-
-
-# --------------------------------------------------------------------------- data plumbing
-
-
-def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
-    if cache_dir:
-        return Path(cache_dir)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "stgcn"
-
-
-def is_pickle(path: str | os.PathLike) -> bool:
-    p = Path(path)
-    return p.is_file() and p.suffix.lower() in (".pkl", ".pickle")
-
-
-def pickle_cache_dir(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
-                     layout: Any = None) -> Path:
-    """Where the store converted from a pyskl pickle lives (keyed by path, size, mtime and the
-    layout asked for: its table, or "auto" for the guess by joint count)."""
-    from ..graph import get_layout
-
-    p = Path(path).resolve()
-    st = p.stat()
-    lay = "auto" if layout is None else json.dumps(get_layout(layout).to_dict(), sort_keys=True)
-    key = hashlib.sha1(f"{p}:{st.st_size}:{st.st_mtime_ns}:{lay}".encode()).hexdigest()[:12]
-    return _cache_root(cache_dir) / "pyskl" / f"{p.stem}-{key}"
-
-
-def convert_pickle(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None, layout: Any = None) -> Path:
-    """Convert a pyskl pickle into a prepared store once (in ``layout``: a name, YAML path or table;
-    None: guessed from the joint count); later calls reuse the cache."""
-    from ..data.store import open_store
-
-    out = pickle_cache_dir(path, cache_dir, layout)
-    try:
-        open_store(out)
-        return out
-    except Exception:  # noqa: BLE001 - no usable cache yet: (re)build it below
-        pass
-    from ..data.prepare import prepare
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    prepare("pyskl", str(path), str(out), **({} if layout is None else {"layout": layout}))
-    return out
-
-
-def open_data(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None, layout: Any = None):
-    """A :class:`~stgcn.data.store.SkeletonStore` from a store directory or a pyskl pickle (converted
-    in ``layout`` when given)."""
-    from ..data.store import open_store
-
-    if not Path(path).exists():
-        raise DataError("no such file or directory (expected a prepared store or a pyskl .pkl)", file=str(path))
-    if is_pickle(path):
-        return open_store(convert_pickle(path, cache_dir, layout))
-    return open_store(path)
-
-
-def stream_spec(stream: str) -> dict:
-    return {"name": "stream", "kind": stream}
-
-
-def resolve_pipeline(specs: Sequence[dict], stream: str) -> list[dict]:
-    """Fill the ``{name: stream}`` placeholder (appended when absent) with the chosen stream.
-
-    The joint stream is the raw input, so its placeholder is dropped rather than run as a no-op.
-    """
-    out: list[dict] = []
-    placed = False
-    for spec in specs:
-        if spec.get("name") == "stream" and len(spec) == 1:
-            placed = True
-            if stream != "joint":
-                out.append(stream_spec(stream))
-        else:
-            out.append(dict(spec))
-            placed = placed or spec.get("name") == "stream"
-    if not placed and stream != "joint":
-        out.append(stream_spec(stream))
-    return out
-
-
-def build_transform(specs: Sequence[dict], layout: Any, channels: Sequence[str] | None = None):
-    """``stgcn.data.transforms.build_pipeline`` or None for an empty pipeline."""
-    if not specs:
-        return None
-    from ..data.transforms import build_pipeline
-
-    return build_pipeline([dict(s) for s in specs], layout, channels=list(channels) if channels else None)
-
-
-def with_test_clips(specs: Sequence[dict], clips: int) -> tuple[list[dict], int]:
-    """Put ``clips`` into the test pipeline. ``uniform_sample`` draws its clips itself (pyskl's
-    ``num_clips``, reproducible test-mode offsets); other pipelines are run ``clips`` times with
-    different seeds. Returns (specs, clips the dataset must draw)."""
-    specs = [dict(s) for s in specs]
-    for spec in specs:
-        if spec.get("name") == "uniform_sample":
-            spec["num_clips"] = int(clips)
-            return specs, 1
-    return specs, int(clips)
+from ..fusion import save_scores
+from ..runtime import default_workers, flushing_denormals, torch_threads
 
 
 @torch.inference_mode()
@@ -192,21 +51,6 @@ def predict_scores(model: torch.nn.Module, loader, device: torch.device, *, amp:
     if out is None:
         raise DataError("evaluation split is empty")
     return out
-
-
-# --------------------------------------------------------------------------- score files
-
-
-def save_scores(path: str | os.PathLike, names: Sequence[str], scores: np.ndarray, labels: np.ndarray,
-                class_names: Sequence[str]) -> None:
-    """``.npz`` with ``names`` (str), ``scores`` (N, K) float32 logits, ``labels`` (N,) and
-    ``class_names``; loads with ``allow_pickle=False``."""
-    from ..checkpoint import atomic_write_bytes
-
-    buf = io.BytesIO()
-    np.savez(buf, names=np.asarray(list(names), dtype=str), scores=np.asarray(scores, dtype=np.float32),
-             labels=np.asarray(labels, dtype=np.int64), class_names=np.asarray(list(class_names), dtype=str))
-    atomic_write_bytes(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------- class subsets
@@ -246,18 +90,40 @@ class EvalResult:
 
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str, *, clips: int | None = None,
              classes: str | Sequence[str] | None = None, out: str | os.PathLike | None = None,
-             batch_size: int = 32, num_workers: int = 2, device: str = "auto", progress: bool = True,
+             batch_size: int = 32, num_workers: int | None = None, device: str = "auto", progress: bool = True,
              cache_dir: str | None = None) -> EvalResult:
     """Score ``checkpoint`` on ``split`` of ``data``.
 
-    ``clips`` overrides the number of test clips saved in the checkpoint. ``classes`` (a list of
-    names, a file, or ``"kinetics-motion"``) restricts evaluation to samples of those classes and
-    predicts the argmax among the subset's logits only. With ``out``, writes ``metrics.json``,
-    ``scores.npz``, ``per_class.csv``, ``confusion.png`` and ``report.md`` there.
+    With ``classes``, only samples of those classes are scored and the prediction is the argmax
+    among the subset's logits (the paper's Kinetics-Motion protocol). ``stgcn eval`` takes its
+    options from this signature.
+
+    Args:
+        checkpoint: stgcn checkpoint (.pt).
+        data: Prepared store directory or pyskl .pkl.
+        split: Split to score (e.g. xsub_test).
+        clips: Test clips per sample (default: the training recipe's, recorded in the checkpoint).
+        classes: Class subset: a file with one name per line, kinetics-motion, or a list of names.
+        out: Directory for metrics.json, scores.npz, per_class.csv, confusion.png and report.md
+            (checked to be writable before the evaluation starts).
+        batch_size: Clips per forward pass.
+        num_workers: DataLoader worker processes (default: chosen from the cores this process may use).
+        device: auto, cpu, cuda or cuda:N.
+        progress: Show a progress bar.
+        cache_dir: Where a pyskl pickle is converted into a store (default ~/.cache/stgcn).
     """
-    with flushing_denormals():
+    from ..atomic import writable_dir
+
+    if clips is not None and clips < 1:
+        raise ConfigError(f"clips must be >= 1, found {clips}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, found {batch_size}")
+    if out is not None:
+        writable_dir(out, what="out")
+    workers = default_workers() if num_workers is None else num_workers
+    with flushing_denormals(), torch_threads(0, workers):
         return _evaluate(checkpoint, data, split, clips=clips, classes=classes, out=out, batch_size=batch_size,
-                         num_workers=num_workers, device=device, progress=progress, cache_dir=cache_dir)
+                         num_workers=workers, device=device, progress=progress, cache_dir=cache_dir)
 
 
 def _evaluate(checkpoint, data, split, *, clips, classes, out, batch_size, num_workers, device, progress,

@@ -29,6 +29,10 @@ def _load_json(path: Path):
     return jsontext.loads(text, str(path))
 
 
+PERSON_SELECTIONS = ("clip", "frame")  # reader options, checked by the dataset source before any file is read
+PAD_MODES = ("loop", "zero")
+
+
 def _slot_order(rows: dict[int, list], num_p: int, num_t: int, max_persons: int, mode: str, file: str):
     """Which person slots to keep, computed from the people the file lists (``rows``: frame ->
     [(pose, score)] by slot), never from a (P, T, ...) array: that would be sized by numbers in the
@@ -38,7 +42,7 @@ def _slot_order(rows: dict[int, list], num_p: int, num_t: int, max_persons: int,
     for the whole clip. ``frame`` (official feeder): at each frame the slots are re-ranked by summed
     score, so a slot may switch person between frames. Slots no frame fills have score 0.
     """
-    if mode not in ("clip", "frame"):
+    if mode not in PERSON_SELECTIONS:
         raise DataError(f"unknown person_selection {mode!r}; expected 'clip' or 'frame'", file=file)
     if num_p <= max_persons:
         ident = list(range(num_p))

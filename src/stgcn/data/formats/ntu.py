@@ -626,6 +626,9 @@ def _motion(body: NTUBody) -> float:
     return float(xyz[tracked].var(axis=0).sum())
 
 
+BODY_SELECTIONS = ("official", "energy")  # reader option, checked by the dataset source before any file is read
+
+
 def skeleton_to_sample(skel: NTUSkeleton, max_bodies: int = 2, body_selection: str = "official",
                        label: int | None = None) -> Sample:
     """Turn a parsed file into a (max_bodies, T, 25, 3) :class:`Sample`.

@@ -39,7 +39,7 @@ def load_pyskl(path: str | Path) -> tuple[dict[str, list[str]], list[dict]]:
             raise DataError(f"annotation lacks key(s) {missing}", file=file, record=rec)
         if not isinstance(ann["frame_dir"], str):
             raise DataError("'frame_dir' must be a string", file=file, record=rec)
-        _check_label(ann.get("label"), file, rec)
+        _check_label(ann.get("label"), file, f"{rec} (frame_dir {ann['frame_dir']!r})")
         names.add(ann["frame_dir"])
     for key, members in split.items():
         if not isinstance(members, (list, tuple)) or not all(isinstance(m, str) for m in members):
@@ -56,8 +56,8 @@ def _check_label(label, file: str, record: str) -> int | None:
     if label is None:
         return None
     if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < MAX_CLASSES:
-        raise DataError(f"'label' must be an integer in 0..{MAX_CLASSES - 1}, found {label!r}", file=file,
-                        record=record)
+        raise DataError(f"'label' is not a class index: it must be an integer in 0..{MAX_CLASSES - 1} "
+                        f"(class names go in class_names=), found {label!r}", file=file, record=record)
     return int(label)
 
 
