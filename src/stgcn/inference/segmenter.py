@@ -276,7 +276,8 @@ class OnlineSegmenter:
     ``update(frame, people)`` takes ``{track id: (V, C) keypoints}`` of the people seen at this
     frame; it scores each person's window every ``stride`` frames and returns the segments decided
     now as ``[(track id, Decided)]``. A track missing from ``people`` has left: its open segment
-    is closed. ``latencies_ms`` holds the time of every update (window input, model, decisions).
+    is closed. ``latencies_ms`` holds the time of every update that scored a window (window
+    input, model, decisions), one batch of one window per person.
     """
 
     def __init__(self, predictor, config: SegmenterConfig) -> None:
@@ -292,6 +293,7 @@ class OnlineSegmenter:
     def update(self, frame: int, people: dict[str, np.ndarray]) -> list[tuple[str, Decided]]:
         t0 = time.perf_counter()
         out: list[tuple[str, Decided]] = []
+        scored = False
         for key in [k for k in self._buffers if k not in people]:  # left
             out.extend((key, d) for d in self.tracks[key].finish(self._last_frame))
             del self._buffers[key], self._since[key]
@@ -306,8 +308,10 @@ class OnlineSegmenter:
                 clip = np.stack(buf)
                 probs = self.scorer.predictor.probabilities(self.scorer.window_input(clip, len(clip) - 1)[None])[0]
                 out.extend((key, d) for d in self.tracks[key].push(frame, probs))
+                scored = True
         self._last_frame = frame
-        self.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
+        if scored:
+            self.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
         return out
 
     def finish(self) -> list[tuple[str, Decided]]:
