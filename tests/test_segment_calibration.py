@@ -70,3 +70,15 @@ def test_calibrate_finds_the_lookahead_and_respects_the_delay_budget():
     assert objective(best) == max(t["objective"] for t in trials)
     tight, m, _ = calibrate(streams, lambda w: probs, NAMES, start=start, grid=grid, fps=10.0, max_delay_s=0.25)
     assert m["delay_s"] <= 0.25 and tight.lookahead + tight.hysteresis <= 3
+
+
+def test_error_kinds_split_the_wrong_frames():
+    from stgcn.inference.segment_calibration import error_kinds
+
+    true = np.array([-1, -1, 0, 0, 1, 1, -1])
+    pred = np.array([-1, 0, -1, 0, 0, 1, 1])
+    # missed (action -> none): frame 2; false (none -> action): frames 1, 6; wrong action: frame 4
+    assert error_kinds(pred, true).tolist() == [1, 2, 1]
+    m, _ = evaluate(PERFECT, [_stream([Segment("A", 5, 14)], t=20)],
+                    [_probs(_stream([Segment("A", 5, 14)], t=20))], NAMES)
+    assert m["missed_action_frames"] == m["false_action_frames"] == m["wrong_action_frames"] == 0.0

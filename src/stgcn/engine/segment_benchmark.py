@@ -349,6 +349,11 @@ def report(summary: dict) -> str:
         lines.append(f"| {name} | {clip} | {t['accuracy']:.1f} % | {t['edit']:.1f} | {t['f1@10']:.1f} | "
                      f"{t['f1@25']:.1f} | {t['f1@50']:.1f} | {t['delay_s']:.2f} s | {t['delay_after_truth_s']:.2f} s | "
                      f"{t['segments']} | {m['calibration_objective']:.1f} |")
+    lines += ["", "Frame errors (share of all test frames): " + "; ".join(
+        f"{name}: action frames predicted as no action {m['test']['missed_action_frames']:.1f} %, no-action "
+        f"frames predicted as an action {m['test']['false_action_frames']:.1f} %, action frames predicted as "
+        f"another action {m['test']['wrong_action_frames']:.1f} %"
+        for name, m in summary["methods"].items()) + "."]
     lat = summary["latency"]
     lines += ["", f"Latency per update (window input + model + decisions, {lat['threads']} thread, over the "
               f"{lat['updates']} frames of {lat['stream']}): median {lat['median_ms']:.2f} ms, p95 "

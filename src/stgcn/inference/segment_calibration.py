@@ -73,6 +73,7 @@ def evaluate(config: SegmenterConfig, streams: Sequence[LabelledStream], probs: 
     """Segment each stream from its window probabilities; pooled metrics and per-stream results."""
     acc = SegmentationScores(F1_THRESHOLDS)
     results = []
+    errors = np.zeros(3, dtype=np.int64)  # missed, false and wrong action frames
     for stream, p in zip(streams, probs, strict=True):
         decided = run(config, class_names, p)
         pred = decided_frames(decided, stream.num_frames, class_names)
@@ -80,6 +81,7 @@ def evaluate(config: SegmenterConfig, streams: Sequence[LabelledStream], probs: 
         if stream.class_names != list(class_names):
             true = _relabel(true, stream.class_names, class_names)
         scores = acc.add(pred, true)
+        errors += error_kinds(pred, true)
         times = stream_times(stream, fps)
         delays = [float(times[d.decided_at] - times[d.segment.end]) for d in decided]
         truth_runs = [(s.start, s.end) for s in stream.segments]
@@ -89,7 +91,17 @@ def evaluate(config: SegmenterConfig, streams: Sequence[LabelledStream], probs: 
     out["delay_s"] = _mean([d for r in results for d in r.delays_s])
     out["delay_after_truth_s"] = _mean([d for r in results for d in r.delays_after_truth_s])
     out["segments"] = sum(len(r.decided) for r in results)
+    frames = max(acc.frames, 1)
+    for key, n in zip(("missed_action_frames", "false_action_frames", "wrong_action_frames"), errors, strict=True):
+        out[key] = 100.0 * float(n) / frames
     return out, results
+
+
+def error_kinds(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Frame errors by kind: (missed: an action frame predicted as no action; false: a no-action
+    frame predicted as an action; wrong: an action frame predicted as another action)."""
+    bg_p, bg_t = pred == BACKGROUND, true == BACKGROUND
+    return np.array([(bg_p & ~bg_t).sum(), (~bg_p & bg_t).sum(), (~bg_p & ~bg_t & (pred != true)).sum()])
 
 
 def _mean(values: list[float]) -> float:
