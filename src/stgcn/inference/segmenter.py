@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -211,7 +211,7 @@ def person_slots(predictor) -> int:
 class WindowScorer:
     """Window probabilities for one person's frames through a :class:`Predictor` and its contract.
 
-    ``person`` is (T, V, C) keypoints (or (C, T, V) already as channels); the window ending at
+    ``person`` is (T, V, C) keypoints in the model's layout; the window ending at
     frame ``t`` covers frames ``max(0, t - window + 1) .. t``, with that person alone in the first
     person slot (as in ``stgcn.inference.stream``).
     """
@@ -228,18 +228,22 @@ class WindowScorer:
         arr[..., 0] = clip.transpose(2, 0, 1)
         return self.predictor.finish(arr, raw=True)
 
-    def probabilities(self, person: np.ndarray, ends: Sequence[int], batch: int = 64) -> np.ndarray:
-        """(len(ends), classes) probabilities of the windows ending at ``ends`` (batched)."""
+    def batch_probabilities(self, inputs: Iterable[np.ndarray], batch: int = 64) -> np.ndarray:
+        """(len(inputs), classes) probabilities of window inputs, in batches of equal shapes (under a
+        contract without a fixed length the first windows of a person are shorter)."""
         out, xs = [], []
-        for t in ends:
-            x = self.window_input(person, int(t))
-            if xs and (len(xs) == batch or x.shape != xs[0].shape):  # a contract without a fixed
-                out.append(self.predictor.probabilities(np.stack(xs)))  # length: windows grow at first
+        for x in inputs:
+            if xs and (len(xs) == batch or x.shape != xs[0].shape):
+                out.append(self.predictor.probabilities(np.stack(xs)))
                 xs = []
             xs.append(x)
         if xs:
             out.append(self.predictor.probabilities(np.stack(xs)))
         return np.concatenate(out) if out else np.zeros((0, len(self.predictor.class_names)), np.float32)
+
+    def probabilities(self, person: np.ndarray, ends: Sequence[int], batch: int = 64) -> np.ndarray:
+        """(len(ends), classes) probabilities of the windows of ``person`` ending at ``ends``."""
+        return self.batch_probabilities((self.window_input(person, int(t)) for t in ends), batch)
 
 
 def present_frames(person: np.ndarray) -> np.ndarray:
@@ -276,8 +280,8 @@ class OnlineSegmenter:
     ``update(frame, people)`` takes ``{track id: (V, C) keypoints}`` of the people seen at this
     frame; it scores each person's window every ``stride`` frames and returns the segments decided
     now as ``[(track id, Decided)]``. A track missing from ``people`` has left: its open segment
-    is closed. ``latencies_ms`` holds the time of every update that scored a window (window
-    input, model, decisions), one batch of one window per person.
+    is closed. ``latencies_ms`` holds the time of every update that scored windows (window
+    inputs, one model call for all the people due, decisions).
     """
 
     def __init__(self, predictor, config: SegmenterConfig) -> None:
@@ -293,10 +297,10 @@ class OnlineSegmenter:
     def update(self, frame: int, people: dict[str, np.ndarray]) -> list[tuple[str, Decided]]:
         t0 = time.perf_counter()
         out: list[tuple[str, Decided]] = []
-        scored = False
         for key in [k for k in self._buffers if k not in people]:  # left
             out.extend((key, d) for d in self.tracks[key].finish(self._last_frame))
             del self._buffers[key], self._since[key]
+        due = []
         for key, kp in people.items():
             if key not in self._buffers:
                 self._buffers[key] = deque(maxlen=self.config.window)
@@ -305,12 +309,13 @@ class OnlineSegmenter:
             buf = self._buffers[key]
             buf.append(np.asarray(kp, dtype=np.float32))
             if (frame - self._since[key]) % self.config.stride == 0:
-                clip = np.stack(buf)
-                probs = self.scorer.predictor.probabilities(self.scorer.window_input(clip, len(clip) - 1)[None])[0]
-                out.extend((key, d) for d in self.tracks[key].push(frame, probs))
-                scored = True
+                due.append((key, self.scorer.window_input(np.stack(buf), len(buf) - 1)))
+        if due:
+            probs = self.scorer.batch_probabilities([x for _, x in due])
+            for (key, _), p in zip(due, probs, strict=True):
+                out.extend((key, d) for d in self.tracks[key].push(frame, p))
         self._last_frame = frame
-        if scored:
+        if due:
             self.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
         return out
 
