@@ -142,3 +142,25 @@ def test_person_slots_fall_back_to_the_training_store(predictor):
     assert person_slots(predictor) == 1
     predictor.meta["data"]["num_persons"] = 2
     assert person_slots(predictor) == predictor.contract.num_persons
+
+
+def test_two_people_in_one_model_call_decide_as_each_alone(predictor):
+    config = SegmenterConfig(window=8, lookahead=1, smoothing=1, threshold=0.0, hysteresis=1, min_length=1)
+    a, b = _person(30), _person(30)[::-1].copy()
+    b[:6] = 0.0  # b arrives at frame 6
+    online = OnlineSegmenter(predictor, config)
+    calls = []
+    original = online.scorer.batch_probabilities
+    online.scorer.batch_probabilities = lambda xs, batch=64: calls.append(len(xs)) or original(xs, batch)
+    for t in range(30):
+        online.update(t, {k: p[t] for k, p in (("a", a), ("b", b)) if np.abs(p[t]).any()})
+    online.finish()
+    scorer = WindowScorer(predictor, config.window)
+    def plain(decided):
+        return [(d.segment.label, d.segment.start, d.segment.end, d.decided_at, round(d.segment.score, 4))
+                for d in decided]
+
+    for key, person in (("a", a), ("b", b)):
+        assert plain(online.tracks[key].decided) == plain(segment_person(scorer, config, person,
+                                                                         predictor.class_names))
+    assert max(calls) == 2 and len(calls) == 30  # both people due at once share one forward
