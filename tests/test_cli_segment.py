@@ -100,6 +100,9 @@ def test_utkinect_recording_times_come_from_its_frame_ids(tmp_path, checkpoint):
     ids = np.asarray(sample.meta["frame_ids"])
     np.testing.assert_allclose(_times(sample, None), ids / 30.0)
     np.testing.assert_allclose(_times(sample, 10.0), np.arange(len(ids)) / 10.0)
+    np.testing.assert_allclose(_times(sample, None, 6.7), ids / 30.0)   # the file's ids beat the default
+    sample.meta.pop("frame_ids")
+    np.testing.assert_allclose(_times(sample, None, 6.7), np.arange(len(ids)) / 6.7)
     out = tmp_path / "s.json"
     assert main(["segment", str(rec), "--checkpoint", str(checkpoint), "--out", str(out), *SETTINGS,
                  "--set", "stride=4"]) == 0

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", help="ground truth: CSV of label,start,end (0-based inclusive frames)")
     p.add_argument("--format", help="reader of INPUT when its name does not tell (see stgcn.load_sample)")
     p.add_argument("--fps", type=float, help="frame rate for delays in seconds (default: the input's frame ids, "
-                                             "else 30)")
+                                             "else the segmenter's calibration rate, else 30)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a segmenter setting (window, stride, lookahead, smoothing, threshold, "
                         "hysteresis, min_length, background)")
@@ -126,7 +126,7 @@ def _segment(args: argparse.Namespace) -> int:
         online.update(t, {str(m): people[m, t] for m in range(len(people)) if present[m][t]})
     online.finish()
     found = {str(m): online.tracks[str(m)].decided if str(m) in online.tracks else [] for m in range(len(people))}
-    times = _times(sample, args.fps or config.fps)
+    times = _times(sample, args.fps, config.fps)
     doc = _document(path, args.checkpoint, config, found, times, online.latencies_ms)
     if truth is not None:
         doc["metrics"] = _metrics(found, truth, predictor.class_names, sample.num_frames, times)
@@ -137,7 +137,9 @@ def _segment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _times(sample, fps: float | None):
+def _times(sample, fps: float | None, default_fps: float | None = None):
+    """Seconds of each frame: ``--fps`` when given, else the file's own frame ids (UTKinect), else
+    the rate the segmenter was calibrated at, else 30 fps."""
     import numpy as np
 
     from ..data.formats.kinect import UTK_FPS
@@ -145,7 +147,7 @@ def _times(sample, fps: float | None):
     ids = (sample.meta or {}).get("frame_ids")
     if fps is None and ids is not None and len(ids) == sample.num_frames:
         return np.asarray(ids, dtype=np.float64) / float(sample.meta.get("fps", UTK_FPS))
-    return np.arange(sample.num_frames) / float(fps or 30.0)
+    return np.arange(sample.num_frames) / float(fps or default_fps or 30.0)
 
 
 def _document(path, checkpoint, config, found, times, latencies) -> dict:

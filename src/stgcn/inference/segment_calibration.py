@@ -27,7 +27,7 @@ GRID: dict[str, tuple] = {
     "smoothing": (1, 2, 3, 5, 8),
     "threshold": tuple(round(0.05 * i, 2) for i in range(2, 20)),
     "hysteresis": (1, 2, 3, 4, 6),
-    "min_length": (1, 2, 3, 5, 8),
+    "min_length": (1, 2, 3, 5, 8, 12, 16),
 }
 """Values tried per setting (lengths in frames of the stream)."""
 
