@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "convert-official": "convert_official",
     "bench": "bench",
+    "segment": "segment",
 }
 
 
