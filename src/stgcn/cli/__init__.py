@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "convert-official": "convert_official",
     "bench": "bench",
+    "models": "models",
 }
 
 
