@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "convert-official": "convert_official",
     "bench": "bench",
     "models": "models",
+    "serve": "serve",
 }
 
 
