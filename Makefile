@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -U pip
 	# torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[video,onnx,tensorboard,dev]"
+	$(PY) -m pip install -q -e ".[video,onnx,tensorboard,web,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
