@@ -153,3 +153,35 @@ def plot_timeline(rows: Sequence[tuple[str, Sequence]], class_names: Sequence[st
               frameon=False)
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
+
+
+def plot_label_timeline(timeline: dict[str, Sequence[dict]], class_names: Sequence[str], path: str | os.PathLike,
+                        fps: float | None = None, title: str = "Labels over time") -> None:
+    """One row per person: the top-1 label of each window as a coloured span ending at the window's
+    last frame (from the previous window's end), from rows ``{"start", "frame", "label", "score"}``."""
+    plt = _plt()
+    cmap = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
+    colour = {name: cmap(i % cmap.N) for i, name in enumerate(class_names)}
+    scale = 1.0 / fps if fps else 1.0
+    people = list(timeline)
+    fig, ax = plt.subplots(figsize=(10, 0.6 + 0.55 * max(1, len(people))))
+    seen: dict[str, object] = {}
+    for row, pid in enumerate(people):
+        prev = None
+        for w in timeline[pid]:
+            begin = w["start"] if prev is None or prev < w["start"] else prev + 1
+            bar = ax.broken_barh([(begin * scale, (w["frame"] + 1 - begin) * scale)], (row - 0.4, 0.8),
+                                 facecolors=colour.get(w["label"], "grey"), alpha=0.35 + 0.65 * float(w["score"]))
+            seen.setdefault(w["label"], bar)
+            prev = w["frame"]
+    ax.set_yticks(range(max(1, len(people))), [f"person {p}" for p in people] or ["nobody"])
+    ax.set_ylim(-0.6, max(1, len(people)) - 0.4)
+    ax.invert_yaxis()
+    ax.set_xlabel("time (s)" if fps else "frame")
+    ax.set_title(title + ("" if people else ": nobody there"))
+    ax.grid(axis="x", alpha=0.3)
+    if seen:
+        order = [n for n in class_names if n in seen]
+        handles = [plt.Rectangle((0, 0), 1, 1, color=colour[n]) for n in order]
+        ax.legend(handles, order, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    _save(fig, path)

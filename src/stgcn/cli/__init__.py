@@ -40,6 +40,8 @@ COMMANDS: dict[str, str] = {
     "convert-official": "convert_official",
     "bench": "bench",
     "segment": "segment",
+    "models": "models",
+    "serve": "serve",
 }
 
 
