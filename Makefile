@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -U pip
 	# torch first, the tested CPU build (local wheel): an unconstrained torch resolves to a multi-GB CUDA build.
 	$(PY) -m pip install -q -c constraints.txt torch
-	$(PY) -m pip install -q -c constraints.txt -e ".[video,onnx,tensorboard,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[video,onnx,tensorboard,web,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

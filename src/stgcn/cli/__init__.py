@@ -39,6 +39,9 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "convert-official": "convert_official",
     "bench": "bench",
+    "segment": "segment",
+    "models": "models",
+    "serve": "serve",
 }
 
 

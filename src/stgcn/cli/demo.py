@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "attention. Without VIDEO or --camera the bundled clip (ta_chi.mp4) is used.")
     p.add_argument("video", nargs="?", help="input video file (default: the bundled demo clip)")
     p.add_argument("--camera", help="camera index or device (e.g. 0 or /dev/video0) instead of a file")
-    p.add_argument("--checkpoint", required=True, help="stgcn checkpoint (or an official one with --official)")
+    p.add_argument("--checkpoint", help="stgcn checkpoint (or an official one with --official); default: the "
+                                        "shipped model (`stgcn models`)")
     p.add_argument("--official", action="store_true",
                    help="the checkpoint is the official Kinetics-400 ST-GCN (yysijie/st-gcn)")
     p.add_argument("--out", help="overlay video to write (.mp4)")
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..inference.demo import bundled_video, can_show_window, run_demo
+    from .shipped import checkpoint_or_shipped
 
     if args.camera is not None and args.video is not None:
         raise ConfigError("give a video file or --camera, not both")
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     for path, what in ((args.out, "--out"), (args.json_out, "--json")):
         if path:
             writable_file(path, what=what)  # before the video is read, not after it
-    result = run_demo(video=video, camera=args.camera, checkpoint=args.checkpoint, out=args.out,
+    result = run_demo(video=video, camera=args.camera, checkpoint=checkpoint_or_shipped(args, "demo"), out=args.out,
                       json_out=json_out, window=args.window, stride=args.stride,
                       no_window=args.no_window or args.camera is None, max_frames=args.max_frames,
                       max_people=args.max_people, detect_every=args.detect_every, topk=args.topk,

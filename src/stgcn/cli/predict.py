@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top-k actions for a skeleton file, OpenPose folder, store sample or video",
                        description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
     p.add_argument("input", help="skeleton file, OpenPose folder, STORE_DIR#index, or video")
-    p.add_argument("--checkpoint", required=True, help="stgcn checkpoint (or an official one with --official)")
+    p.add_argument("--checkpoint", help="stgcn checkpoint (or an official one with --official); default: the "
+                                        "shipped model (`stgcn models`)")
     p.add_argument("--official", action="store_true",
                    help="the checkpoint is the official Kinetics-400 ST-GCN (layout openpose, Kinetics labels)")
     p.add_argument("--topk", type=positive_int, default=5, help="labels to show (default 5)")
@@ -69,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..inference.predictor import Predictor, predict_openpose_folder, predict_video
     from .prepare import parse_options
+    from .shipped import checkpoint_or_shipped
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, official=args.official)
+    predictor = Predictor.from_checkpoint(checkpoint_or_shipped(args, "predict"), official=args.official)
     text, index = args.input, args.index
     if "#" in text and not Path(text).exists():
         text, _, idx = text.rpartition("#")

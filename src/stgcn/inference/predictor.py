@@ -86,6 +86,14 @@ class Predictor:
         model, meta = load_model(path)
         return cls(model, meta, device)
 
+    @classmethod
+    def from_pretrained(cls, name: str | None = None, *, device: str = "cpu") -> Predictor:
+        """A shipped model (``stgcn models`` lists them; None: the default), its sha256 checked."""
+        from ..models.pretrained import load_pretrained
+
+        model, meta = load_pretrained(name)
+        return cls(model, meta, device)
+
     # -- raw clips -------------------------------------------------------------------------------
     def prepare(self, clip: Any, *, layout: Layout | str | Mapping | None = None,
                 image_size: tuple[float, float] | None = None, what: str | None = None) -> np.ndarray:

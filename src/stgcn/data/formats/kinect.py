@@ -37,6 +37,9 @@ MSR_RE = re.compile(r"^a(\d\d)_s(\d\d)_e(\d\d)_skeleton3D\.txt(\.gz)?$")
 KARD_RE = re.compile(r"^a(\d\d)_s(\d\d)_e(\d\d)_realworld\.txt(\.gz)?$")
 FLORENCE_RE = re.compile(r"^a(\d\d)_s(\d+)_id(\d+)\.txt(\.gz)?$")
 UTK_SEQ_RE = re.compile(r"^s(\d\d)_e(\d\d)$")
+# UTKinect frame ids count camera frames at 30 fps; skeleton rows exist only for tracked frames
+# (about 5-10 rows per second), so a row's time is its frame id / 30.
+UTK_FPS = 30.0
 
 
 # The largest real file here is ~1.5 MB of text; a compressed file that expands past this bound is a
@@ -200,6 +203,13 @@ def read_utkinect_labels(path: str | Path) -> dict[str, dict[str, tuple[float, f
     return out
 
 
+def _repeated_ids(ids: np.ndarray) -> np.ndarray:
+    """Rows whose frame id repeats the previous row's (542 of the 15,860 UTKinect rows)."""
+    dup = np.zeros(len(ids), dtype=bool)
+    dup[1:] = ids[1:] == ids[:-1]
+    return dup
+
+
 @functools.lru_cache(maxsize=32)
 def _utk_sequence(path: str) -> np.ndarray:
     # Ten segments share one sequence file: parse it once per process.
@@ -220,8 +230,7 @@ def read_utkinect(path: str | Path, start: float, end: float, *, dedupe: bool = 
     arr = _utk_sequence(str(path))
     ids = arr[:, 0]
     sel = (ids >= start) & (ids <= end)
-    dup = np.zeros(len(ids), dtype=bool)
-    dup[1:] = ids[1:] == ids[:-1]
+    dup = _repeated_ids(ids)
     n_dup = int((sel & dup).sum())
     if dedupe:
         sel &= ~dup
@@ -234,3 +243,20 @@ def read_utkinect(path: str | Path, start: float, end: float, *, dedupe: bool = 
     if m:
         meta.update(subject=int(m.group(1)), sequence=int(m.group(2)))
     return Sample(keypoint=kp[None], label=label, name=name or path.stem, meta=meta)
+
+
+def read_utkinect_sequence(path: str | Path, *, dedupe: bool = True) -> Sample:
+    """A whole ``joints_sSS_eEE.txt`` recording, every row (the untrimmed stream; Kinect SDK v1 order).
+
+    ``meta["frame_ids"]`` keeps each row's frame id (camera frames at :data:`UTK_FPS`); rows
+    repeating the previous frame id are dropped when ``dedupe``.
+    """
+    path = Path(path)
+    arr = _utk_sequence(str(path))
+    keep = ~_repeated_ids(arr[:, 0]) if dedupe else np.ones(len(arr), dtype=bool)
+    meta = {"frame_ids": arr[keep, 0].astype(int).tolist(), "repeated_frame_ids": int((~keep).sum()),
+            "deduplicated": dedupe, "fps": UTK_FPS}
+    m = re.search(r"s(\d\d)_e(\d\d)", path.name)
+    if m:
+        meta.update(subject=int(m.group(1)), sequence=int(m.group(2)))
+    return Sample(keypoint=arr[keep, 1:].reshape(1, -1, 20, 3), name=path.name.split(".")[0], meta=meta)

@@ -1,0 +1,158 @@
+"""The online segmenter: hand-worked decisions, delays, people leaving, and online == offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stgcn.errors import ConfigError, ShapeError
+from stgcn.inference.segmenter import (
+    OnlineSegmenter,
+    SegmenterConfig,
+    TrackSegmenter,
+    WindowScorer,
+    segment_person,
+)
+from stgcn.segmentation import Segment
+
+A, B, LOW = (0.9, 0.1), (0.1, 0.9), (0.4, 0.4)
+
+
+def feed(config: SegmenterConfig, rows, names=("A", "B")):
+    seg = TrackSegmenter(config, list(names))
+    for t, p in enumerate(rows):
+        seg.push(t, np.array(p))
+    seg.finish(len(rows) - 1)
+    return [(d.segment.label, d.segment.start, d.segment.end, d.decided_at) for d in seg.decided]
+
+
+def cfg(**kw) -> SegmenterConfig:
+    base = {"window": 8, "lookahead": 0, "smoothing": 1, "threshold": 0.5, "hysteresis": 1, "min_length": 1}
+    return SegmenterConfig(**{**base, **kw})
+
+
+ROWS = [A] * 5 + [LOW] * 2 + [B] * 3
+
+
+def test_causal_decisions():
+    # A ends at 4 and is decided when frame 5 turns to no action; B is closed by the end of the stream
+    assert feed(cfg(), ROWS) == [("A", 0, 4, 5), ("B", 7, 9, 9)]
+
+
+def test_lookahead_and_hysteresis_delay_the_decision_by_their_sum():
+    out = feed(cfg(lookahead=2, hysteresis=2), ROWS)
+    # frame f is labelled by the window ending at f + 2 (so the A windows 0..4 label frames 0..2);
+    # the switch to no action needs frames 3 and 4, decided by the windows ending at 5 and 6
+    assert out == [("A", 0, 2, 2 + 2 + 2), ("B", 5, 9, 9)]
+
+
+def test_short_blip_joins_the_run_and_short_segments_are_dropped():
+    assert feed(cfg(hysteresis=2), [A] * 3 + [B] + [A] * 3) == [("A", 0, 6, 6)]
+    assert feed(cfg(min_length=3), [A] * 2 + [LOW] * 3 + [B] * 3) == [("B", 5, 7, 7)]
+
+
+def test_smoothing_averages_the_last_windows():
+    # one B window among A ones: with a mean over 3 windows B never wins
+    rows = [A] * 4 + [B] + [A] * 4
+    assert feed(cfg(), rows) == [("A", 0, 3, 4), ("B", 4, 4, 5), ("A", 5, 8, 8)]
+    assert feed(cfg(smoothing=3), rows) == [("A", 0, 8, 8)]
+
+
+def test_segment_score_is_the_mean_smoothed_probability():
+    seg = TrackSegmenter(cfg(), ["A", "B"])
+    for t, p in enumerate([(0.9, 0.1), (0.7, 0.3), (0.2, 0.1)]):
+        seg.push(t, np.array(p))
+        if t == 1:
+            assert seg.current() == Segment("A", 0, 1, pytest.approx(0.8))
+    assert seg.current() is None
+    assert seg.segments == [Segment("A", 0, 1, pytest.approx(0.8))]
+
+
+def test_background_class():
+    names = ["A", "none"]
+    rows = [(0.8, 0.2)] * 3 + [(0.1, 0.9)] * 3 + [(0.7, 0.3)] * 2
+    assert feed(cfg(background="none", threshold=0.0), rows, names) == [("A", 0, 2, 3), ("A", 6, 7, 7)]
+    with pytest.raises(ConfigError, match="background class 'idle'"):
+        TrackSegmenter(cfg(background="idle"), names)
+
+
+def test_config_is_checked():
+    with pytest.raises(ConfigError, match="lookahead must be in"):
+        SegmenterConfig(window=4, lookahead=4)
+    with pytest.raises(ConfigError, match="hysteresis must be >= 1"):
+        SegmenterConfig(hysteresis=0)
+    with pytest.raises(ConfigError, match="unknown settings"):
+        SegmenterConfig.from_json({"window": 8, "windw": 3})
+    assert SegmenterConfig.from_json(cfg().to_json()) == cfg()
+    with pytest.raises(ShapeError, match="2 class probabilities"):
+        TrackSegmenter(cfg(), ["A", "B"]).push(0, np.ones(3))
+
+
+def test_empty_stream_gives_no_segment():
+    seg = TrackSegmenter(cfg(), ["A", "B"])
+    assert seg.finish(-1) == [] and seg.segments == []
+
+
+# ------------------------------------------------------------------------ with a model
+
+
+@pytest.fixture
+def predictor(checkpoint):
+    from stgcn.inference.predictor import Predictor
+
+    return Predictor.from_checkpoint(checkpoint)
+
+
+def _person(t: int = 40) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    kp = np.cumsum(rng.normal(scale=0.05, size=(t, 20, 3)), axis=0).astype(np.float32) + 1.0
+    kp[15:20] = 0.0  # the person leaves for five frames
+    return kp
+
+
+def test_online_equals_offline_and_a_return_starts_new_segments(predictor):
+    config = SegmenterConfig(window=8, stride=2, lookahead=2, smoothing=2, threshold=0.0, hysteresis=1,
+                             min_length=1)
+    person = _person()
+    offline = segment_person(WindowScorer(predictor, config.window), config, person, predictor.class_names)
+    online = OnlineSegmenter(predictor, config)
+    got = []
+    for t, kp in enumerate(person):
+        got += online.update(t, {"7": kp} if np.abs(kp).any() else {})
+    got += online.finish()
+    assert [k for k, _ in got] == ["7"] * len(got)
+    assert [d for _, d in got] == offline
+    assert offline and all(not (d.segment.start <= 17 <= d.segment.end) for d in offline)
+    assert any(d.segment.start == 20 for d in offline)  # back at frame 20: a new segment
+    for a, b in zip(offline, [d for _, d in got], strict=True):
+        assert a.segment.score == pytest.approx(b.segment.score)
+    assert len(online.latencies_ms) == len(range(0, 15, 2)) + len(range(20, 40, 2))  # updates that scored
+
+
+def test_window_input_holds_the_person_alone_in_the_first_slot(predictor):
+    scorer = WindowScorer(predictor, 8)
+    x = scorer.window_input(_person(), 12)  # (clips, C, T, V, M)
+    assert x.shape[4] == predictor.contract.num_persons and x.shape[3] == 20
+    assert not x[..., 1:].any()
+
+
+def test_two_people_in_one_model_call_decide_as_each_alone(predictor):
+    config = SegmenterConfig(window=8, lookahead=1, smoothing=1, threshold=0.0, hysteresis=1, min_length=1)
+    a, b = _person(30), _person(30)[::-1].copy()
+    b[:6] = 0.0  # b arrives at frame 6
+    online = OnlineSegmenter(predictor, config)
+    calls = []
+    original = online.scorer.batch_probabilities
+    online.scorer.batch_probabilities = lambda xs, batch=64: calls.append(len(xs)) or original(xs, batch)
+    for t in range(30):
+        online.update(t, {k: p[t] for k, p in (("a", a), ("b", b)) if np.abs(p[t]).any()})
+    online.finish()
+    scorer = WindowScorer(predictor, config.window)
+    def plain(decided):
+        return [(d.segment.label, d.segment.start, d.segment.end, d.decided_at, round(d.segment.score, 4))
+                for d in decided]
+
+    for key, person in (("a", a), ("b", b)):
+        assert plain(online.tracks[key].decided) == plain(segment_person(scorer, config, person,
+                                                                         predictor.class_names))
+    assert max(calls) == 2 and len(calls) == 30  # both people due at once share one forward
