@@ -402,3 +402,22 @@ def test_two_process_ddp_freezes_then_thaws(pretrained, other_classes, tmp_path)
     keys = [k for k, v in a.items() if v.is_floating_point() and "running" not in k]
     diff = torch.cat([(a[k] - b[k]).flatten() for k in keys]).norm()
     assert diff / torch.cat([a[k].flatten() for k in keys]).norm() < 0.1
+
+
+def test_shipped_weights_by_name():
+    """``--init stgcn.utkinect``: the shipped model (kinect-v1), sha256 checked, on a kinect-v1 store."""
+    from stgcn.models.pretrained import get_pretrained, list_pretrained
+
+    if "stgcn.utkinect" not in list_pretrained():
+        pytest.skip("no shipped weights in this build")
+    shipped = get_pretrained("stgcn.utkinect")
+    src = read_init("stgcn.utkinect")
+    assert src.path == shipped.file and src.sha256 == shipped.sha256
+    ck = torch.load(shipped.file, weights_only=True)
+    torch.manual_seed(0)
+    model = stgcn.create_model(ck["model_config"]["name"], params=ck["model_config"]["params"])
+    model.reset_classifier(3)
+    report = load_init(model, src, layout=get_layout("kinect-v1"), class_names=["wave", "kick", "still"],
+                       strategy="spatial", stream="joint", channels=None)
+    assert {k for k, _ in report.not_loaded} == HEAD and "replaced (3 classes here, 10" in report.classifier
+    assert_same(ck["state_dict"], model.state_dict(), [k for k in ck["state_dict"] if k not in HEAD])

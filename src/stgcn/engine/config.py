@@ -135,9 +135,9 @@ class TrainConfig:
     num_threads: int = 0
     """torch intra-op threads; 0 = chosen from the cores this process may use and the workers."""
     init: str | None = None
-    """Fine-tune: start from this checkpoint (stgcn's or an official yysijie/st-gcn one): every weight
-    whose name and shape match is loaded, the classifier is replaced when the class names differ;
-    out/init.json lists what was not loaded and why."""
+    """Fine-tune: start from this checkpoint (stgcn's, an official yysijie/st-gcn one, or the name of
+    shipped weights such as stgcn.utkinect): every weight whose name and shape match is loaded, the
+    classifier is replaced when the class names differ; out/init.json lists what was not loaded and why."""
     freeze_backbone_epochs: int = 0
     """Fine-tune: train only the classifier for the first N epochs (the backbone's weights and
     BatchNorm statistics stay as loaded)."""

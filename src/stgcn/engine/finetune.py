@@ -2,10 +2,11 @@
 
 Three steps, each called by :mod:`.training`:
 
-1. :func:`read_init` (before any data is opened): the file is read safely (``weights_only``) and
-   recognised as an stgcn checkpoint (``format: stgcn``) or an official yysijie/st-gcn one (by its
-   keys, as :func:`stgcn.compat.load_official` recognises them); anything else, or a damaged file,
-   is a :class:`~stgcn.errors.CheckpointError` here, before training starts.
+1. :func:`read_init` (before any data is opened): the file (or the shipped weights of that name,
+   sha256 checked) is read safely (``weights_only``) and recognised as an stgcn checkpoint
+   (``format: stgcn``) or an official yysijie/st-gcn one (by its keys, as
+   :func:`stgcn.compat.load_official` recognises them); anything else, or a damaged file, is a
+   :class:`~stgcn.errors.CheckpointError` here, before training starts.
 2. :func:`load_init` (once the run's model is built): the checkpoint's model is rebuilt through the
    loader of its kind (``load_model`` / ``load_official``: strict, so a truncated state dict is
    refused), its layout is checked against the run's (by table; for official checkpoints, which
@@ -49,10 +50,14 @@ class InitSource:
 
 
 def read_init(path: str | Path) -> InitSource:
-    """Read and recognise the checkpoint of ``train.init``; raises :class:`CheckpointError`."""
+    """Read and recognise the checkpoint of ``train.init`` (a file, or the name of shipped weights,
+    ``stgcn models``, checked against their sha256); raises :class:`CheckpointError`."""
     from ..checkpoint import FORMAT, safe_load
     from ..compat.official import is_official, official_state_dict
+    from ..models.pretrained import get_pretrained, list_pretrained
 
+    if not Path(path).exists() and str(path) in list_pretrained():
+        path = get_pretrained(str(path)).verified_path()
     path = Path(path)
     raw = safe_load(path)  # not found, damaged, or carrying code: CheckpointError naming the file
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
