@@ -39,8 +39,8 @@ def reproduce(name: str, out: str | Path, *, recipe: str | None = None, install:
     copy the weights and card into the package. ``recipe`` replaces the spec's recipe."""
     from .data.prepare import prepare
     from .data.store import open_store
-    from .engine.evaluate import evaluate, flushing_denormals
-    from .engine.train import train
+    from .engine import evaluate, train
+    from .runtime import flushing_denormals
 
     spec = get_spec(name)
     out = Path(out)

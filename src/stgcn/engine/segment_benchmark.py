@@ -263,7 +263,7 @@ def measure_latency(checkpoint: Path, config, stream, threads: int) -> dict:
 def run_benchmark(s: BenchmarkSettings) -> dict:
     """Every method of ``s.methods``, the better one (out-of-fold) saved as ``segmenter.pt``."""
     from ..atomic import atomic_write_text
-    from ..engine.evaluate import flushing_denormals
+    from ..runtime import flushing_denormals
 
     unknown = [m for m in s.methods if m not in METHODS]
     if unknown or not s.methods:
