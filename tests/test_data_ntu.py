@@ -5,6 +5,7 @@ import pytest
 
 from ntu_synth import reference_parse, write_skeleton
 from stgcn.data import load_sample, open_source
+from stgcn.data.formats import ntu
 from stgcn.data.formats.ntu import (
     XSUB60_TRAIN,
     missing_skeleton_samples,
@@ -134,3 +135,23 @@ def test_bad_reader_options_are_refused_before_any_file_is_read(tmp_path, option
     # the folder does not even exist: the options are checked first, once, not per clip
     with pytest.raises(ConfigError, match=match):
         open_source("ntu60", str(tmp_path / "nowhere"), **option)
+
+
+def test_without_the_extension_the_numpy_path_is_said_once(tmp_path, monkeypatch, caplog, capsys):
+    import logging
+
+    from stgcn.cli import main
+
+    text = ntu.synthesize_skeleton_text(20, 1, np.random.default_rng(0))
+    path = tmp_path / "S001C001P001R001A001.skeleton"
+    path.write_text(text)
+    with_c = ntu.read_ntu(path).to_array()
+    monkeypatch.setattr(ntu, "_ntu_fast", None)
+    monkeypatch.setattr(ntu, "_told", False)
+    assert ntu.reader_backend().startswith("pure-Python/numpy path")
+    with caplog.at_level(logging.INFO, logger="stgcn.data.formats.ntu"):
+        arrays = [ntu.read_ntu(path).to_array() for _ in range(2)]
+    assert [r.getMessage() for r in caplog.records].count(f"NTU reader: {ntu.reader_backend()}") == 1
+    np.testing.assert_array_equal(arrays[0], with_c)  # the same values either way
+    assert main(["prepare", "ntu60", str(tmp_path), "--out", str(tmp_path / "store"), "--no-progress"]) == 0
+    assert capsys.readouterr().err.count("note: NTU reader: pure-Python/numpy path") == 1

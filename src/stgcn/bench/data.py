@@ -76,7 +76,7 @@ def plain_read_ntu(path: str | Path, max_body: int = 2, num_joint: int = 25) -> 
 
 def bench_parse(n_files: int, tmp: Path, rounds: int = 5) -> dict:
     try:
-        from ..data.formats.ntu import read_ntu, synthesize_skeleton_text
+        from ..data.formats.ntu import read_ntu, reader_backend, synthesize_skeleton_text
     except ImportError as exc:
         return {"available": False, "why": f"stgcn.data.formats.ntu unavailable: {exc}"}
     rng = np.random.default_rng(0)
@@ -102,7 +102,8 @@ def bench_parse(n_files: int, tmp: Path, rounds: int = 5) -> dict:
     t_ours, t_ref = float(np.median(times_ours)), float(np.median(times_ref))
     diff = max(float(np.abs(s.to_array()[:3] - r[..., :s.to_array().shape[3]]).max()) for s, r in zip(ours, ref,
                                                                                                      strict=True))
-    return {"available": True, "files": n_files, "frames": frames, "ours_s": t_ours, "plain_s": t_ref,
+    return {"available": True, "reader": reader_backend(), "files": n_files, "frames": frames, "ours_s": t_ours,
+            "plain_s": t_ref,
             "ours_ms_per_file": 1e3 * t_ours / n_files, "plain_ms_per_file": 1e3 * t_ref / n_files,
             "ratio": t_ref / t_ours, "rounds": rounds,
             "ratio_per_round": [r / o for r, o in zip(times_ref, times_ours, strict=True)], "max_abs_diff": diff}
@@ -248,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
     p, m, lo = results["parse"], results["prepare_memory"], results["loader"]
     print("(a) NTU .skeleton parsing, generated files (2 bodies, 100-300 frames)")
     if p["available"]:
+        print(f"    reader: {p['reader']}")
         print(f"    read_ntu {p['ours_ms_per_file']:.2f} ms/file, plain line-by-line {p['plain_ms_per_file']:.1f} "
               f"ms/file over {p['files']} files (medians of {p['rounds']} interleaved rounds) -> {p['ratio']:.1f}x "
               f"(target >= 20x; per round {min(p['ratio_per_round']):.1f}-{max(p['ratio_per_round']):.1f}x); "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..errors import ConfigError
 
@@ -44,8 +45,11 @@ def parse_options(pairs: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.formats import ntu
     from ..data.prepare import prepare
 
+    if args.format.lower().startswith("ntu") and ntu._ntu_fast is None:
+        print(f"stgcn prepare: note: NTU reader: {ntu.reader_backend()}", file=sys.stderr)
     report = prepare(args.format, args.source, args.out, workers=args.workers, max_persons=args.max_persons,
                      chunk_size=args.chunk_size, progress=not args.no_progress, **parse_options(args.options))
     if report.reused_chunks:

@@ -30,6 +30,7 @@ ALIASES: dict[str, str] = {
     "--device": "train.device",
     "--out": "train.out",
     "--resume": "train.resume",
+    "--init": "train.init",
 }
 FLAGS = {"--resume"}  # short spellings of a true/false field: given alone, they mean true
 

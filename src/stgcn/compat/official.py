@@ -36,6 +36,40 @@ def official_state_dict(obj: dict | str | Path) -> OrderedDict:
     return OrderedDict((k.split("module.")[-1], v) for k, v in sd.items())
 
 
+# Keys every official ST-GCN state dict has: what tells one from other weights.
+OFFICIAL_KEYS = ("fcn.weight", "data_bn.weight", "st_gcn_networks.0.gcn.conv.weight")
+
+
+def is_official(sd: dict) -> bool:
+    """Whether a plain state dict (prefixes stripped) has the keys of the official ST-GCN model."""
+    return all(k in sd for k in OFFICIAL_KEYS)
+
+
+def check_official_keys(sd: dict, source: str) -> None:
+    for key in OFFICIAL_KEYS:
+        if key not in sd:
+            raise CheckpointError(f"{source}: not an official ST-GCN checkpoint (no {key!r})")
+
+
+def official_graph_layouts(sd: dict, strategy: str = "spatial") -> list[str] | None:
+    """The built-in layouts whose graph (with ``strategy``) is the checkpoint's ``A``: an official
+    checkpoint names no layout, its adjacency does. None when the checkpoint keeps no ``A``."""
+    from ..graph import list_layouts
+
+    A = sd.get("A")
+    if A is None:
+        return None
+    found = []
+    for name in list_layouts():
+        lay = get_layout(name)
+        if lay.num_joints != A.shape[-1]:
+            continue
+        g = torch.as_tensor(Graph(lay, strategy).A, dtype=torch.float64)
+        if g.shape == A.shape and torch.allclose(g, A.double(), atol=1e-6):
+            found.append(lay.name)
+    return found
+
+
 def load_official(path_or_state_dict: dict | str | Path, *, layout: str, strategy: str = "spatial",
                   num_classes: int | None = None) -> nn.Module:
     """Our ``stgcn-official`` model, in eval mode, with the weights of an official checkpoint.
@@ -51,9 +85,7 @@ def load_official(path_or_state_dict: dict | str | Path, *, layout: str, strateg
 
     source = str(path_or_state_dict) if isinstance(path_or_state_dict, str | Path) else "state_dict"
     sd = official_state_dict(path_or_state_dict)
-    for key in ("fcn.weight", "data_bn.weight", "st_gcn_networks.0.gcn.conv.weight"):
-        if key not in sd:
-            raise CheckpointError(f"{source}: not an official ST-GCN checkpoint (no {key!r})")
+    check_official_keys(sd, source)
     lay = get_layout(layout)
     graph = Graph(lay, strategy)
     n_cls = sd["fcn.weight"].shape[0]

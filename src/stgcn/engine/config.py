@@ -79,6 +79,11 @@ class OptimizerConfig:
     """Nesterov momentum (SGD with momentum > 0)."""
     weight_decay: float = 1e-4
     """L2 weight decay."""
+    backbone_lr_scale: float = 1.0
+    """Learning-rate factor of the backbone (every weight but the classifier) when fine-tuning
+    (train.init), e.g. 0.1."""
+    backbone_lr_epochs: int = 0
+    """Epochs from the start during which backbone_lr_scale applies; 0 = the whole run."""
 
 
 @dataclass
@@ -129,6 +134,13 @@ class TrainConfig:
     """Progress bars."""
     num_threads: int = 0
     """torch intra-op threads; 0 = chosen from the cores this process may use and the workers."""
+    init: str | None = None
+    """Fine-tune: start from this checkpoint (stgcn's, an official yysijie/st-gcn one, or the name of
+    shipped weights such as stgcn.utkinect): every weight whose name and shape match is loaded, the
+    classifier is replaced when the class names differ; out/init.json lists what was not loaded and why."""
+    freeze_backbone_epochs: int = 0
+    """Fine-tune: train only the classifier for the first N epochs (the backbone's weights and
+    BatchNorm statistics stay as loaded)."""
 
 
 @dataclass
@@ -173,6 +185,9 @@ def _checks(c: RunConfig) -> list[tuple[str, bool, str]]:
         ("optimizer.lr", c.optimizer.lr > 0, "must be > 0"),
         ("optimizer.momentum", c.optimizer.momentum >= 0, "must be >= 0"),
         ("optimizer.weight_decay", c.optimizer.weight_decay >= 0, "must be >= 0"),
+        ("optimizer.backbone_lr_scale", c.optimizer.backbone_lr_scale > 0,
+         "must be > 0 (train.freeze_backbone_epochs freezes)"),
+        ("optimizer.backbone_lr_epochs", c.optimizer.backbone_lr_epochs >= 0, "must be >= 0"),
         ("scheduler.name", c.scheduler.name in SCHEDULERS, f"must be one of {', '.join(SCHEDULERS)}"),
         ("scheduler.milestones", list(c.scheduler.milestones) == sorted(c.scheduler.milestones), "must be increasing"),
         ("scheduler.gamma", 0 < c.scheduler.gamma <= 1, "must be in (0, 1]"),
@@ -186,6 +201,10 @@ def _checks(c: RunConfig) -> list[tuple[str, bool, str]]:
         ("train.grad_clip", c.train.grad_clip >= 0, "must be >= 0"),
         ("train.label_smoothing", 0 <= c.train.label_smoothing < 1, "must be in [0, 1)"),
         ("train.num_threads", c.train.num_threads >= 0, "must be >= 0"),
+        ("train.freeze_backbone_epochs", c.train.freeze_backbone_epochs >= 0, "must be >= 0"),
+        ("train.init", bool(c.train.init) or (c.train.freeze_backbone_epochs == 0
+                                               and c.optimizer.backbone_lr_scale == 1.0),
+         "must name a checkpoint when train.freeze_backbone_epochs or optimizer.backbone_lr_scale is set"),
         ("train.device", dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()),
          "must be auto, cpu, cuda or cuda:N"),
     ]

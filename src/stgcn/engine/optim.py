@@ -54,4 +54,10 @@ def lr_factor(cfg: RunConfig, step: int, steps_per_epoch: int) -> float:
 
 
 def build_scheduler(cfg: RunConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, steps_per_epoch))
+    """The schedule of every parameter group (the backbone's own with ``optimizer.backbone_lr_scale``)."""
+    from .finetune import backbone_lr_scaled, lr_lambdas
+
+    o = cfg.optimizer
+    lambdas = lr_lambdas(lambda s: lr_factor(cfg, s, steps_per_epoch), o.backbone_lr_scale, o.backbone_lr_epochs,
+                         steps_per_epoch, backbone_lr_scaled(cfg))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambdas)

@@ -114,10 +114,15 @@ def check_resume_config(saved: dict, cfg: RunConfig, where: Path) -> None:
         if saved.get(section) != now[section]:
             raise ConfigError(f"{where}: cannot resume: '{section}' settings differ from the saved run "
                               f"(saved {saved.get(section)}, now {now[section]})")
-    for key in ("batch_size", "seed"):
+    for key in ("batch_size", "seed", "freeze_backbone_epochs"):
         if saved["train"].get(key) != now["train"][key]:
             raise ConfigError(f"{where}: cannot resume: train.{key} differs from the saved run "
                               f"(saved {saved['train'].get(key)}, now {now['train'][key]})")
+    # the init checkpoint's weights are in the saved state (its file may have moved), but a run
+    # started from one is not continued as one that was not
+    if bool(saved["train"].get("init")) != bool(now["train"]["init"]):
+        raise ConfigError(f"{where}: cannot resume: train.init differs from the saved run (saved "
+                          f"{saved['train'].get('init')!r}, now {now['train']['init']!r})")
     for key in ("stream", "train_pipeline", "train_split"):
         if saved["data"].get(key) != now["data"][key]:
             raise ConfigError(f"{where}: cannot resume: data.{key} differs from the saved run")

@@ -1,7 +1,8 @@
 """The training loop: ``train(cfg) -> RunResult``.
 
-Read :func:`_run` top to bottom: set up the data, build the model and its optimiser, restore the
-run state when resuming, then one epoch after another (train, validate, save ``last.pt``, log),
+Read :func:`_run` top to bottom: read the checkpoint to fine-tune from (``train.init``, see
+:mod:`.finetune`), set up the data, build the model (with those weights) and its optimiser, restore
+the run state when resuming, then one epoch after another (train, validate, save ``last.pt``, log),
 and finish (final evaluation, metrics, plots, report). Runs survive: ``checkpoints/last.pt`` is a
 :class:`~.state.RunState` written atomically at every epoch end and every
 ``train.checkpoint_every`` steps, from which ``--resume`` continues bit-identically on CPU.
@@ -35,6 +36,7 @@ from ..errors import ConfigError, DataError, StgcnError
 from ..graph import Layout
 from ..runtime import default_workers, flushing_denormals, torch_threads
 from . import distributed as D
+from . import finetune
 from .config import RunConfig, dump_yaml, from_dict
 from .evaluate import predict_scores, summarize_scores
 from .optim import build_optimizer, build_scheduler, seed_everything
@@ -82,25 +84,37 @@ def _run(cfg: RunConfig, info: D.DistInfo, out: Path, store, workers: int) -> Ru
     ckdir = out / "checkpoints"
     last_path, best_path = ckdir / "last.pt", ckdir / "best.pt"
     saved = _saved_state(cfg, info, out, last_path)
+    # a damaged or unknown checkpoint is refused before any data is opened; resuming, the weights
+    # come from last.pt
+    init = finetune.read_init(cfg.train.init) if cfg.train.init and saved is None else None
 
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     data = setup_data(cfg, info, store)
     if saved is not None:  # after the split and layout names are resolved
         check_resume_config(saved["config"], cfg, last_path)
     batches = Batches(cfg, data, info, workers)
-    state = build_model_and_optimizer(cfg, data, info, batches.steps_per_epoch)
+    state, init_report = build_model_and_optimizer(cfg, data, info, batches.steps_per_epoch, init)
     if saved is not None:
         state.restore(saved)
         if info.is_main:
             print(f"resuming {out} at epoch {state.epoch + 1}, step {state.step}", flush=True)
     meta = checkpoint_meta(cfg, data)
     log = RunLog(cfg, info, out, resumed_at=state.epoch if saved is not None else None)
-    ddp_model = _ddp(state.model, info)
+    if init_report is not None and info.is_main:
+        init_report.write(out / "init.json")
+        print(init_report.summary(), flush=True)
 
     last_scores, last_eval_epoch = None, None
+    ddp_model, frozen = None, None
     try:
         for epoch in range(state.epoch, cfg.train.epochs):
-            row = train_one_epoch(cfg, info, state, ddp_model, batches, epoch, last_path)
+            want = finetune.backbone_frozen(cfg.train.freeze_backbone_epochs, epoch)
+            if ddp_model is None or want != frozen:
+                if want or frozen:  # the backbone freezes or thaws (never in a run without freezing)
+                    finetune.freeze_backbone(state.model, want)
+                frozen = want
+                ddp_model = _ddp(state.model, info)  # DDP takes the parameters that need a gradient when wrapping
+            row = train_one_epoch(cfg, info, state, ddp_model, batches, epoch, last_path, frozen)
             if info.is_main and ((epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs):
                 last_scores, m = validate(state.model, batches, data, info, log.progress)
                 row.update(val_top1=m["top1"], val_top5=m["top5"], val_mean_class_acc=m["mean_class_acc"])
@@ -231,8 +245,11 @@ class Batches:
         return list(self.sampler)
 
 
-def build_model_and_optimizer(cfg: RunConfig, data: RunData, info: D.DistInfo, steps_per_epoch: int) -> RunState:
-    """The model (on its device), optimiser, schedule and AMP scaler, as a fresh :class:`RunState`."""
+def build_model_and_optimizer(cfg: RunConfig, data: RunData, info: D.DistInfo, steps_per_epoch: int,
+                              init: finetune.InitSource | None = None
+                              ) -> tuple[RunState, finetune.InitReport | None]:
+    """The model (on its device; with the weights of ``init`` that fit), optimiser, schedule and AMP
+    scaler, as a fresh :class:`RunState`, and what was loaded from ``init``."""
     from ..models import create_model
 
     try:
@@ -245,11 +262,15 @@ def build_model_and_optimizer(cfg: RunConfig, data: RunData, info: D.DistInfo, s
         raise ConfigError(f"model {cfg.model.name!r} cannot be built with model.kwargs {cfg.model.kwargs} "
                           f"(from recipe {cfg.recipe!r}): {exc}; pass --set 'model.kwargs={{}}' or settings "
                           "that model takes") from None
+    report = None
+    if init is not None:
+        report = finetune.load_init(model, init, layout=data.layout, class_names=data.class_names,
+                                    strategy=cfg.model.strategy, stream=cfg.data.stream, channels=data.channels)
     model.to(info.device)
-    opt = build_optimizer(cfg, model.parameters())
+    opt = build_optimizer(cfg, finetune.param_groups(model, finetune.backbone_lr_scaled(cfg)))
     sched = build_scheduler(cfg, opt, steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.train.amp and info.device.type == "cuda")
-    return RunState(model=model, optimizer=opt, scheduler=sched, scaler=scaler)
+    return RunState(model=model, optimizer=opt, scheduler=sched, scaler=scaler), report
 
 
 def _ddp(model: torch.nn.Module, info: D.DistInfo) -> torch.nn.Module:
@@ -260,9 +281,10 @@ def _ddp(model: torch.nn.Module, info: D.DistInfo) -> torch.nn.Module:
 
 
 def train_one_epoch(cfg: RunConfig, info: D.DistInfo, state: RunState, ddp_model: torch.nn.Module,
-                    batches: Batches, epoch: int, last_path: Path) -> dict:
+                    batches: Batches, epoch: int, last_path: Path, frozen: bool = False) -> dict:
     """One pass over this rank's share of the training split (the rest of it, when resuming
-    mid-epoch); returns the epoch's row of ``log.csv`` without the validation columns."""
+    mid-epoch); returns the epoch's row of ``log.csv`` without the validation columns. ``frozen``:
+    the backbone's BatchNorm statistics stay as they are (its weights are frozen by the caller)."""
     from tqdm import tqdm
 
     order = batches.order(epoch)
@@ -274,6 +296,8 @@ def train_one_epoch(cfg: RunConfig, info: D.DistInfo, state: RunState, ddp_model
     state.order = order
     batches.batch_sampler.set_order(order, epoch, skip)
     ddp_model.train()
+    if frozen:
+        finetune.keep_frozen_statistics(state.model)
     opt, running, world, dev = state.optimizer, state.running, batches.world, info.device
     progress = cfg.train.progress and info.is_main
     bar = tqdm(total=len(order) * world, initial=min(len(order), skip * batches.per_rank) * world,

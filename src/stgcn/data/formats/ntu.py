@@ -26,6 +26,7 @@ bodyIDs are 64-bit integers (beyond float64's 2**53): they are re-read exactly f
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -42,6 +43,25 @@ try:  # the C tokeniser; the package works without it (numpy path below), only s
     from . import _ntu_fast
 except ImportError:  # pragma: no cover - depends on the build
     _ntu_fast = None
+
+_log = logging.getLogger(__name__)
+_told = False
+
+
+def reader_backend() -> str:
+    """Which NTU reader this installation runs: the C extension, or the numpy path and why."""
+    if _ntu_fast is not None:
+        return "C extension (stgcn.data.formats._ntu_fast)"
+    return ("pure-Python/numpy path: the optional C extension stgcn.data.formats._ntu_fast is not built (no C "
+            "compiler when stgcn was installed?); same values, slower")
+
+
+def _tell_backend_once() -> None:
+    """An info line, once per process, the first time a file is read without the extension."""
+    global _told
+    if not _told and _ntu_fast is None:
+        _told = True
+        _log.info("NTU reader: %s", reader_backend())
 
 NUM_JOINTS = 25
 BODY_FIELDS = ("bodyID", "clippedEdges", "handLeftConfidence", "handLeftState", "handRightConfidence",
@@ -286,6 +306,7 @@ class _Tokens:
 
 def parse_ntu_skeleton(data: bytes, name: str = "<memory>") -> NTUSkeleton:
     """Parse the bytes of a ``.skeleton`` file. Raises :class:`DataError` naming line and frame."""
+    _tell_backend_once()
     if _ntu_fast is not None:
         skel = _parse_c(data if isinstance(data, bytes | memoryview) else bytes(data), name)
         if skel is not None:
