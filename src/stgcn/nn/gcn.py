@@ -92,11 +92,16 @@ class LocalGraphConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, A: torch.Tensor, bias: bool = True) -> None:
         super().__init__()
         src, dst = torch.nonzero(A, as_tuple=True)
+        e = src.numel()
         self.register_buffer("src", src, persistent=False)
         self.register_buffer("dst", dst, persistent=False)
-        self.register_buffer("scale", A[src, dst].clone(), persistent=False)
+        # (E, V): pair e's weight A[src_e, dst_e] in the column of its output joint, so the sum over
+        # the pairs of each joint is one matmul (index_add_ exports to ONNX as a scatter that drops
+        # repeated indices instead of summing them)
+        spread = torch.zeros(e, A.shape[-1], dtype=A.dtype)
+        spread[torch.arange(e), dst] = A[src, dst]
+        self.register_buffer("spread", spread, persistent=False)
         self.num_joints = A.shape[-1]
-        e = src.numel()
         self.out_channels = out_channels
         self.weight = nn.Parameter(torch.empty(e, out_channels, in_channels))
         self.bias = nn.Parameter(torch.zeros(e, out_channels)) if bias else None
@@ -107,11 +112,9 @@ class LocalGraphConv(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor, A: torch.Tensor | None = None) -> torch.Tensor:
-        n, c, t, v = x.shape
-        xs = x[..., self.src]  # (N, C_in, T, E): the source joint of every edge
-        y = torch.einsum("ncte,eoc->note", xs, self.weight)
+        """``A`` is not used: the pairs and their weights were fixed at construction."""
+        xs = x[..., self.src]                                        # (N, C_in, T, E): each pair's source
+        y = torch.einsum("ncte,eoc->note", xs, self.weight)          # (N, C_out, T, E)
         if self.bias is not None:
             y = y + self.bias.t()[None, :, None, :]
-        y = y * self.scale
-        out = y.new_zeros(n, self.out_channels, t, self.num_joints)
-        return out.index_add_(3, self.dst, y)
+        return y @ self.spread                                       # (N, C_out, T, V)
