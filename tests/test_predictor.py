@@ -11,7 +11,7 @@ import torch
 
 from stgcn.checkpoint import save_model
 from stgcn.data.sample import Sample
-from stgcn.errors import DataError, LayoutError, ShapeError
+from stgcn.errors import CheckpointError, DataError, LayoutError, ShapeError
 from stgcn.inference.mapping import map_keypoints
 from stgcn.inference.pose import Person
 from stgcn.inference.predictor import DataContract, Predictor, normalize_kinetics, predict_openpose_folder
@@ -107,7 +107,11 @@ def test_contract_from_training_meta():
 
 def test_from_checkpoint_round_trip(tmp_path):
     p = tiny("kinect-v1", {"clip_len": 32})
-    save_model(tmp_path / "m.pt", p.model, p.meta)
+    with pytest.raises(CheckpointError, match="fused for inference"):
+        save_model(tmp_path / "m.pt", p.model, p.meta)  # the predictor runs a fused copy
+    model = create_model("stgcn-tiny", layout="kinect-v1", num_classes=len(NAMES))
+    p = Predictor(model, {"class_names": NAMES, "layout": "kinect-v1", "data": {"clip_len": 32}})
+    save_model(tmp_path / "m.pt", model, p.meta)
     q = Predictor.from_checkpoint(tmp_path / "m.pt")
     x = np.random.default_rng(0).normal(size=(3, 10, 20, 2)).astype(np.float32)
     np.testing.assert_allclose(q.probabilities(x), p.probabilities(x), rtol=1e-6)
@@ -147,8 +151,8 @@ def test_predict_cli_on_openpose_folder(tmp_path, capsys):
     from stgcn.cli import main
 
     write_openpose(tmp_path / "op", 5, body25=False)
-    p = tiny("openpose", {"normalization": "kinetics"})
-    save_model(tmp_path / "m.pt", p.model, p.meta)
+    save_model(tmp_path / "m.pt", create_model("stgcn-tiny", layout="openpose", num_classes=len(NAMES)),
+               {"class_names": NAMES, "layout": "openpose", "data": {"normalization": "kinetics"}})
     assert main(["predict", str(tmp_path / "op"), "--checkpoint", str(tmp_path / "m.pt"), "--topk", "2",
                  "--image-size", "340x256"]) == 0
     out = capsys.readouterr().out

@@ -1,9 +1,10 @@
 """ONNX export with dynamic batch and time axes, checked against onnxruntime.
 
-The legacy TorchScript exporter (``dynamo=False``) at opset 17 is used: it exports the graph
-convolution's ``einsum`` as a native ONNX ``Einsum`` and keeps N and T dynamic because the model
-pools with ``mean`` (``avg_pool2d(x, x.size()[2:])`` would freeze them). The dynamo exporter works too
-but emits opset 18 whatever is asked.
+The model is exported in its fused form (:func:`stgcn.models.optimize_for_inference`: batch norms
+folded, each block's graph step one batched ``MatMul``), with the legacy TorchScript exporter
+(``dynamo=False``) at opset 17, which keeps N and T dynamic because the model pools with ``mean``
+(``avg_pool2d(x, x.size()[2:])`` would freeze them). The dynamo exporter works too but emits opset
+18 whatever is asked.
 
 After export the file is run with onnxruntime on a random input of a *different* batch size and
 length than the export example, and compared with torch eager (max abs difference), so a shape that
@@ -81,9 +82,11 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = 17, num_persons: i
     """
     import torch
 
+    from ..models import optimize_for_inference
+
     onnx = require("onnx", "onnx")
     ort = require("onnxruntime", "onnx")
-    model = getattr(model, "module", model).eval()
+    model = optimize_for_inference(model)  # fused copy: the folded graph is what gets exported
     c, v, m = input_spec(model, num_persons)
     path = Path(path)
     g = torch.Generator().manual_seed(seed)
