@@ -364,7 +364,7 @@ def _train(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
 
     from ..checkpoint import atomic_torch_save, safe_load, save_model
     from ..graph import get_layout
-    from ..models import create_model
+    from ..models import create_model, model_arguments
 
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
@@ -425,9 +425,10 @@ def _train(cfg: RunConfig, info: D.DistInfo, out: Path, store) -> RunResult:
 
     # ---- model
     mkw = dict(cfg.model.kwargs)
+    graph_kw = {k: getattr(cfg.model, k) for k in ("strategy", "edge_importance")
+                if k in model_arguments(cfg.model.name)}  # the TCN and the local conv fix or lack them
     model = create_model(cfg.model.name, layout=layout_name, num_classes=len(class_names), in_channels=in_channels,
-                         strategy=cfg.model.strategy, edge_importance=cfg.model.edge_importance,
-                         dropout=cfg.model.dropout, **mkw)
+                         dropout=cfg.model.dropout, **graph_kw, **mkw)
     dev = info.device
     model.to(dev)
     ddp_model = model

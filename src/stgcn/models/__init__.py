@@ -2,8 +2,8 @@
 
 from .baselines import TCN, TCNConfig
 from .optimize import optimize_for_inference
-from .registry import create_model, describe_models, list_models, register_model
+from .registry import create_model, describe_models, list_models, model_arguments, register_model
 from .stgcn import STGCN, STGCNConfig
 
-__all__ = ["create_model", "list_models", "describe_models", "register_model",
+__all__ = ["create_model", "list_models", "describe_models", "model_arguments", "register_model",
            "optimize_for_inference", "STGCN", "STGCNConfig", "TCN", "TCNConfig"]
