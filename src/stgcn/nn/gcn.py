@@ -128,7 +128,7 @@ class FusedGraphConv(nn.Module):
     matmul over (K·V), and activations are channels-last.
 
     Shape: x (N, C_in, T, V), any memory format (channels-last avoids a copy) →
-    (N, C_out, T, W) in channels-last memory.
+    (N, C_out, T, W) in channels-last memory, which the next units keep.
 
     The channel mixing is an ``nn.Linear`` (no bias; the bias is per joint), so a reduced-precision
     variant is a dtype or quantisation choice on this unit (e.g. ``torch.ao.quantization
@@ -153,7 +153,9 @@ class FusedGraphConv(nn.Module):
             raise ValueError("a FusedGraphConv holds its own graph (A ⊙ M, folded by GraphConv.fuse); pass None")
         n, _, t, v = x.shape
         k, c_in, w = self.num_subsets, self.in_channels, self.num_joints
-        x = x.permute(0, 2, 3, 1)                                                      # (N, T, V, C_in)
+        # (N, T, V, C_in): a view of channels-last memory; the first block's input gets one copy here
+        # (a strided view would make the batched matmul below loop over N·T)
+        x = x.permute(0, 2, 3, 1).contiguous()
         if self.aggregate_first:
             z = torch.matmul(self.agg, x.reshape(n * t, v, c_in))                      # (N·T, W·K, C_in)
             h = self.mix(z.view(n * t, w, k * c_in)).add_(self.bias)                  # (N·T, W, C_out)
