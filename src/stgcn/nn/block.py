@@ -90,16 +90,12 @@ class STGCNBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor, A: torch.Tensor | None) -> torch.Tensor:
-        if not self.has_residual:
-            res = None
-        elif self.residual is None:
-            res = x
-        else:
-            res = self.residual(x)
-        x = self.tcn(self.gcn(x, A))
-        if res is not None:
-            x = x.add_(res)  # in place: the temporal unit's output is its own fresh tensor
-        return self.relu(x)
+        out = self.tcn(self.gcn(x, A))
+        # the residual after the main branch, so that it is not held while the graph step's wide
+        # intermediates are (a widening block's peak); added in place into the branch's fresh output
+        if self.has_residual:
+            out = out.add_(x if self.residual is None else self.residual(x))
+        return self.relu(out)
 
     @torch.no_grad()
     def fuse(self, A: torch.Tensor | None) -> None:
