@@ -58,8 +58,10 @@ def run_config(base, key: str, seed: int, out: Path):
         setattr(cfg.model, k, v)
     from .models import model_arguments
 
-    if "strategy" not in model_arguments(cfg.model.name):  # the TCN and the local conv (train passes it only
-        cfg.model.strategy = "spatial"                     # to models that take it); fixed so configs compare
+    if "strategy" not in model_arguments(cfg.model.name):
+        # the TCN and the local conv take none (train passes it only to models that do); kept
+        # fixed so that configs compare cleanly
+        cfg.model.strategy = "spatial"
     cfg.train.seed = seed
     cfg.train.out = str(out / key / f"seed{seed}")
     return cfg.validate()
