@@ -35,13 +35,13 @@ def test_bench_stream_quick_json(capsys):
     r = _run_json(capsys, ["bench", "stream", "--quick", "--json", "--threads", "1"])
     assert len(r["cases"]) == 3  # the demo model and the official network on two layouts
     for c in r["cases"]:
-        assert {"torch_eager", "torch_fast"} <= set(c["paths"])
+        assert {"torch_eager", "torch_fused"} <= set(c["paths"])
         for d in c["paths"].values():
             assert d["median_ms"] > 0 and d["p90_ms"] >= d["median_ms"] * 0.999
         for diff in c["max_abs_diff_vs_eager"].values():
             assert diff < 1e-4
         if c["onnxruntime"] is not None:
-            assert {"ort", "ort_folded"} <= set(c["paths"])
+            assert {"ort", "ort_fused"} <= set(c["paths"])
 
 
 def test_bench_model_rejects_cuda_without_gpu(capsys):

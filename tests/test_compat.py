@@ -1,8 +1,9 @@
 """load_official against an independent plain formulation of the official math (float64).
 
-The reference forward below is written from shared/reference/README.md (block order, quirks), not
-from our model code: one einsum per partition, the graph-conv bias before aggregation, data_bn over
-(V·C) channels shared by persons, residual convs in blocks 4 and 7, mean over persons.
+The reference forward below is written from the official code (yysijie/st-gcn ``net/st_gcn.py``:
+block order, quirks), not from our model code: one einsum per partition, the graph-conv bias
+before aggregation, data_bn over (V·C) channels shared by persons, residual convs in blocks 4
+and 7, mean over persons.
 """
 
 import json
@@ -21,6 +22,7 @@ from stgcn.checkpoint import load_model, safe_load, save_model
 from stgcn.compat import convert_official, load_official
 from stgcn.errors import CheckpointError
 from stgcn.graph import Graph
+from stgcn.models import optimize_for_inference
 
 STRIDES = {4: 2, 7: 2}
 
@@ -110,8 +112,10 @@ def test_load_official_logits_equal_plain_official_math(kinetics_keys, layout):
     x = torch.randn(2, 3, 40, v, 2, dtype=torch.float64)
     with torch.no_grad():
         ours = model(x)
+        fused = optimize_for_inference(model)(x)
     expect = official_forward(sd, x)
     torch.testing.assert_close(ours, expect, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(fused, expect, rtol=1e-10, atol=1e-10)
 
 
 def test_dataparallel_prefix_and_old_torch_keys(kinetics_keys):

@@ -13,19 +13,21 @@ STRATEGIES = ["uniform", "distance", "distance-star", "spatial"]
 
 
 # Every layout x strategy with the tiny model; the full-size models on every layout with the spatial
-# strategy and on two layouts with every strategy (keeps the suite fast, covers each code path).
+# strategy and on two layouts with every strategy (keeps the suite fast, covers each code path); the
+# TCN and the local conv (no strategy) on every layout.
 CASES = [("stgcn-tiny", lay, s) for lay in list_layouts() for s in STRATEGIES] + [
     (name, lay, s)
-    for name in ("stgcn", "stgcn-official", "tcn", "local-conv")
+    for name in ("stgcn", "stgcn-official")
     for lay in list_layouts()
     for s in STRATEGIES
     if s == "spatial" or lay in ("kinect-v1", "openpose")
-]
+] + [(name, lay, None) for name in ("tcn", "local-conv") for lay in list_layouts()]
 
 
 @pytest.mark.parametrize("name, layout, strategy", CASES)
 def test_every_model_layout_strategy_runs_forward_backward(name, layout, strategy):
-    model = stgcn.create_model(name, layout=layout, strategy=strategy, num_classes=4)
+    kw = {} if strategy is None else {"strategy": strategy}
+    model = stgcn.create_model(name, layout=layout, num_classes=4, **kw)
     v = model.layout.num_joints
     x = torch.randn(2, 3, 12, v, 2)
     out = model(x)
@@ -38,6 +40,74 @@ def test_every_model_layout_strategy_runs_forward_backward(name, layout, strateg
     feat, logits = model.extract_features(x)
     assert feat.shape[0] == 2 and feat.shape[4] == 2 and feat.shape[3] in (v, 1)
     torch.testing.assert_close(logits, out)
+
+
+def _trained_looking(model):
+    """Non-trivial batch-norm statistics, so that eval and fusion are exercised."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                mod.running_mean.copy_(torch.randn(mod.running_mean.shape, generator=g) * 0.3)
+                mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
+    return model
+
+
+@pytest.mark.parametrize("name", stgcn.list_models())
+def test_registered_model_api(name):
+    """Every registered model: forward shape, a gradient for every parameter, no NaN, the
+    features/head split, reset_classifier, and fuse() computing the eval-mode function."""
+    model = _trained_looking(stgcn.create_model(name, layout="openpose", num_classes=4))
+    x = torch.randn(3, 3, 16, 18, 2)
+    out = model(x)
+    assert out.shape == (3, 4) and torch.isfinite(out).all()
+    out.logsumexp(1).sum().backward()
+    assert not [n for n, p in model.named_parameters() if p.grad is None]
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+    model.eval()
+    with torch.no_grad():
+        feat = model.forward_features(x)                     # (N·M, C', T', V or 1)
+        assert feat.shape[:2] == (6, model.feature_dim)
+        pooled = model.forward_head(feat, 2, pre_logits=True)
+        assert pooled.shape == (3, model.feature_dim)
+        logits = model.forward_head(feat, 2)
+        torch.testing.assert_close(logits, model(x))
+        maps, logits2 = model.extract_features(x)
+        torch.testing.assert_close(logits2, logits)
+        assert maps.shape == (3, model.feature_dim, *feat.shape[2:], 2)
+        fused = stgcn.models.optimize_for_inference(model)
+        f_maps, f_logits = fused.extract_features(x)
+    assert type(fused) is type(model)
+    torch.testing.assert_close(f_logits, logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(f_maps, maps, rtol=1e-5, atol=1e-5)
+
+    model.reset_classifier(7)
+    assert model.num_classes == 7 and model.config["params"]["num_classes"] == 7
+    model.train()
+    model.zero_grad()
+    out = model(x)
+    assert out.shape == (3, 7)
+    out.sum().backward()
+    assert not [n for n, p in model.named_parameters() if p.grad is None]
+
+
+@pytest.mark.onnx
+@pytest.mark.parametrize("name", stgcn.list_models())
+def test_registered_model_exports_to_onnx_with_parity(name, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from stgcn.export.onnx import export_onnx
+
+    model = _trained_looking(stgcn.create_model(name, layout="kinect-v1", num_classes=3)).eval()
+    r = export_onnx(model, tmp_path / "m.onnx", example_frames=16, check_frames=23, check_batch=2, repeat=1,
+                    timing_frames=8)
+    assert r.max_abs_diff <= 1e-4
+    x = torch.randn(1, 3, 29, 20, 2)  # against the unfused model, on a length the export never saw
+    got = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"skeleton": x.numpy()})[0]
+    with torch.no_grad():
+        assert abs(got - model(x).numpy()).max() <= 1e-4
 
 
 def test_paper_architecture_matches_section_3_6():
@@ -193,3 +263,25 @@ def test_unknown_model_and_argument():
         stgcn.create_model("resnet", layout="openpose", num_classes=3)
     with pytest.raises(ConfigError, match="unknown arguments"):
         stgcn.create_model("stgcn", layout="openpose", num_classes=3, colour="red")
+    with pytest.raises(ConfigError, match="missing 1 required"):
+        stgcn.create_model("stgcn", num_classes=3)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("tcn", {"strategy": "distance"}),
+    ("tcn", {"edge_importance": False, "center": "joint"}),
+    ("local-conv", {"strategy": "spatial"}),
+    ("local-conv", {"edge_importance": True}),
+])
+def test_arguments_a_model_does_not_use_are_rejected_by_name(name, kwargs):
+    with pytest.raises(ConfigError, match="unknown arguments") as info:
+        stgcn.create_model(name, layout="openpose", num_classes=3, **kwargs)
+    assert all(repr(k) in str(info.value) for k in kwargs)
+    assert not set(kwargs) & stgcn.models.model_arguments(name)
+    assert {"strategy", "edge_importance"} <= stgcn.models.model_arguments("stgcn")
+
+
+def test_local_conv_rebuilds_from_its_config():
+    m = stgcn.create_model("local-conv", layout="openpose", num_classes=3)
+    m2 = stgcn.create_model(**m.config)  # its config carries the fields the model fixes itself
+    assert m2.cfg.local and m2.edge_importance is None and m2.config == m.config

@@ -12,7 +12,7 @@ import torch
 
 from stgcn.checkpoint import save_model
 from stgcn.data.sample import Sample
-from stgcn.errors import DataError, LayoutError, ShapeError
+from stgcn.errors import CheckpointError, DataError, LayoutError, ShapeError
 from stgcn.graph import get_layout
 from stgcn.inference.mapping import map_keypoints
 from stgcn.inference.pose import Person
@@ -24,7 +24,9 @@ NAMES = ["walk", "wave", "clap", "sit"]
 
 def tiny(layout: str, data: dict | None = None, classes=NAMES) -> Predictor:
     model = create_model("stgcn-tiny", layout=layout, num_classes=len(classes))
-    return Predictor(model, {"class_names": list(classes), "layout": layout, "data": data or {}})
+    p = Predictor(model, {"class_names": list(classes), "layout": layout, "data": data or {}})
+    p.unfused = model  # the predictor runs a fused copy, which save_model refuses; tests save this one
+    return p
 
 
 def mp_person(w=340, h=256, seed=0, score=0.9) -> Person:
@@ -94,7 +96,11 @@ def test_layout_mismatch_is_a_clear_error():
 
 def test_from_checkpoint_round_trip(tmp_path):
     p = tiny("kinect-v1", {"clip_len": 32})
-    save_model(tmp_path / "m.pt", p.model, p.meta)
+    with pytest.raises(CheckpointError, match="fused for inference"):
+        save_model(tmp_path / "m.pt", p.model, p.meta)  # the predictor runs a fused copy
+    model = create_model("stgcn-tiny", layout="kinect-v1", num_classes=len(NAMES))
+    p = Predictor(model, {"class_names": NAMES, "layout": "kinect-v1", "data": {"clip_len": 32}})
+    save_model(tmp_path / "m.pt", model, p.meta)
     q = Predictor.from_checkpoint(tmp_path / "m.pt")
     x = np.random.default_rng(0).normal(size=(3, 10, 20, 1)).astype(np.float32)
     np.testing.assert_allclose(q.probabilities(x), p.probabilities(x), rtol=1e-6)
@@ -150,8 +156,8 @@ def test_predict_cli_on_openpose_folder(tmp_path, capsys):
     from stgcn.cli import main
 
     write_openpose(tmp_path / "op", 5, body25=False)
-    p = tiny("openpose", {"normalization": "kinetics"})
-    save_model(tmp_path / "m.pt", p.model, p.meta)
+    save_model(tmp_path / "m.pt", create_model("stgcn-tiny", layout="openpose", num_classes=len(NAMES)),
+               {"class_names": NAMES, "layout": "openpose", "data": {"normalization": "kinetics"}})
     assert main(["predict", str(tmp_path / "op"), "--checkpoint", str(tmp_path / "m.pt"), "--topk", "2",
                  "--image-size", "340x256"]) == 0
     out = capsys.readouterr().out
@@ -250,7 +256,7 @@ def test_nobody_in_an_openpose_folder(tmp_path, capsys):
     p = tiny("openpose", {"normalization": "kinetics", "min_frames": 3})
     answer = predict_openpose_folder(p, tmp_path / "op", image_size=(340, 256))
     assert answer.nobody and answer.top == [] and (answer.person_frames, answer.frames) == (1, 10)
-    save_model(tmp_path / "m.pt", p.model, p.meta)
+    save_model(tmp_path / "m.pt", p.unfused, p.meta)
     assert main(["predict", str(tmp_path / "op"), "--checkpoint", str(tmp_path / "m.pt"),
                  "--image-size", "340x256"]) == 0
     out = capsys.readouterr().out
@@ -270,7 +276,7 @@ def test_predict_video_nobody_with_a_blank_video(tmp_path, capsys, monkeypatch):
     p = tiny("kinect-v1", {"num_persons": 1, "test_pipeline": [{"name": "center"}]})
     answer = predict_video(p, video, pose=FakePose(empty=range(40)))
     assert answer.nobody and answer.frames == 40 and answer.person_frames == 0
-    save_model(tmp_path / "m.pt", p.model, p.meta)
+    save_model(tmp_path / "m.pt", p.unfused, p.meta)
     monkeypatch.setattr(pose_module, "MediaPipePose", lambda **kw: FakePose(empty=range(40)))
     assert main(["predict", str(video), "--checkpoint", str(tmp_path / "m.pt")]) == 0
     assert "nobody there: a person in 0 of 40 frames" in capsys.readouterr().out
@@ -286,7 +292,7 @@ def test_predict_cli_format_and_reader_options(tmp_path, capsys):
     f = tmp_path / "recording.txt"  # MSR Action3D text, not named aAA_sSS_eEE_skeleton3D.txt
     f.write_text("\n".join(" ".join(f"{v:.4f}" for v in (*rng.uniform(0, 1, 3), 1.0)) for _ in range(20 * 6)))
     p = tiny("msr-action3d")
-    save_model(tmp_path / "msr.pt", p.model, p.meta)
+    save_model(tmp_path / "msr.pt", p.unfused, p.meta)
     assert main(["predict", str(f), "--checkpoint", str(tmp_path / "msr.pt")]) == 2  # cannot tell
     assert "--format" in capsys.readouterr().err
     assert main(["predict", str(f), "--checkpoint", str(tmp_path / "msr.pt"), "--format", "msr-action3d",
@@ -295,7 +301,7 @@ def test_predict_cli_format_and_reader_options(tmp_path, capsys):
     assert sum(n in out for n in NAMES) == 2
     # the same file read as UTKinect-ordered data would be refused: another layout
     k = tiny("kinect-v1")
-    save_model(tmp_path / "k.pt", k.model, k.meta)
+    save_model(tmp_path / "k.pt", k.unfused, k.meta)
     assert main(["predict", str(f), "--checkpoint", str(tmp_path / "k.pt"), "--format", "msr-action3d"]) == 2
     assert "layout 'msr-action3d'" in capsys.readouterr().err
 
@@ -307,12 +313,12 @@ def test_predict_cli_store_sample_is_a_raw_clip(tmp_path, capsys):
 
     store = open_store(make_store(tmp_path / "s", n=8))
     p = tiny("kinect-v1", {"test_pipeline": PIPE}, classes=CLASSES)
-    save_model(tmp_path / "m.pt", p.model, p.meta)
+    save_model(tmp_path / "m.pt", p.unfused, p.meta)
     assert main(["predict", f"{tmp_path / 's'}#3", "--checkpoint", str(tmp_path / "m.pt"), "--topk", "1"]) == 0
     out = capsys.readouterr().out
     assert p(store.get(3), 1)[0][0] in out.splitlines()[1] and "(label:" in out
     msr = tiny("msr-action3d", {"test_pipeline": PIPE}, classes=CLASSES)
-    save_model(tmp_path / "msr.pt", msr.model, msr.meta)
+    save_model(tmp_path / "msr.pt", msr.unfused, msr.meta)
     assert main(["predict", f"{tmp_path / 's'}#3", "--checkpoint", str(tmp_path / "msr.pt")]) == 2
     assert "kinect-v1" in capsys.readouterr().err
 
@@ -328,7 +334,7 @@ def test_predict_blank_video_with_mediapipe_is_nobody(tmp_path, capsys):
 
     video = make_small_video(tmp_path / "blank.mp4")  # grey frames written with PyAV
     p = tiny("kinect-v1", {"num_persons": 1, "test_pipeline": [{"name": "center"}]})
-    save_model(tmp_path / "m.pt", p.model, p.meta)
+    save_model(tmp_path / "m.pt", p.unfused, p.meta)
     assert main(["predict", str(video), "--checkpoint", str(tmp_path / "m.pt")]) == 0
     out = capsys.readouterr().out
     assert "nobody there: a person in 0 of 40 frames" in out and not any(n in out for n in NAMES)

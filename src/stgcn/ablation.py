@@ -56,8 +56,12 @@ def run_config(base, key: str, seed: int, out: Path):
     cfg = copy.deepcopy(base)
     for k, v in SETTINGS[key][1].items():
         setattr(cfg.model, k, v)
-    if cfg.model.name == "tcn":
-        cfg.model.strategy = "spatial"  # ignored by the TCN; kept fixed so configs compare cleanly
+    from .models import model_arguments
+
+    if "strategy" not in model_arguments(cfg.model.name):
+        # the TCN and the local conv take none (train passes it only to models that do); kept
+        # fixed so that configs compare cleanly
+        cfg.model.strategy = "spatial"
     cfg.train.seed = seed
     cfg.train.out = str(out / key / f"seed{seed}")
     return cfg.validate()

@@ -86,6 +86,8 @@ def save_model(path: str | Path, model: nn.Module, meta: dict | None = None, **e
     layout, the data contract for inference). ``extra`` (optimiser state, epoch, ...) is stored as is.
     """
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    if getattr(model, "fused", False):  # its weights are folded: no config rebuilds that state dict
+        raise CheckpointError(f"{path}: the model is fused for inference (model.fuse()); save the unfused model")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     ckpt = {"format": FORMAT, "version": FORMAT_VERSION, "model_config": model.config,
             "state_dict": state, "meta": dict(meta or {}), **extra}

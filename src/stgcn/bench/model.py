@@ -1,11 +1,12 @@
 """``stgcn bench model``: our ST-GCN vs a plain formulation of the official math, in one process.
 
-The plain model below is written from shared/reference/README.md (official block order, one
-``einsum('nkctv,kvw->nctw')`` per layer, ``nn.Dropout(inplace=True)``), gets the same weights and
-the same input. Measured, interleaved (plain, ours, plain, ours, ...):
+The plain model below is written from the official code (yysijie/st-gcn ``net/st_gcn.py`` and
+``net/utils/tgcn.py``: block order, one ``einsum('nkctv,kvw->nctw')`` per layer,
+``nn.Dropout(inplace=True)``), gets the same weights and the same input. Measured, interleaved
+(plain, ours, plain, ours, ...):
 
-* forward: eval mode under ``torch.no_grad()`` (ours takes its folded fast path, see
-  stgcn.models.fast);
+* forward: eval mode under ``torch.no_grad()``; ours is ``optimize_for_inference(model)`` (the fused
+  copy: batch norms folded, channels-last, see ``STGCN.fuse``);
 * training step: forward in train mode, cross-entropy, backward, SGD (momentum 0.9, wd 1e-4) step.
 
 Reported per shape: samples/s of both and the ratio, peak memory (torch CPU allocator peak above the
@@ -111,7 +112,7 @@ def _flops(fn) -> int:
 
 
 def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_classes=60) -> dict:
-    from ..models import create_model
+    from ..models import create_model, optimize_for_inference
 
     torch.manual_seed(0)
     ours = create_model("stgcn-official", layout=layout, num_classes=num_classes).to(device)
@@ -124,16 +125,17 @@ def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_cl
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     if cuda:
         ours = ours.to(memory_format=torch.channels_last)
+    fused = optimize_for_inference(ours)
     run_ours = torch.compile(ours) if compile_ else ours
+    run_fused = torch.compile(fused) if compile_ else fused
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.float16, enabled=amp and cuda)
 
     # -- exactness: eval logits of both on the same weights and input --------------------------
-    ours.eval()
     plain.eval()
     with torch.no_grad():
-        diff = float((ours(x) - plain(x)).abs().max())
+        diff = float((fused(x) - plain(x)).abs().max())
         scale = float(plain(x).abs().max())
 
     def fwd(model):
@@ -157,9 +159,8 @@ def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_cl
     flops_fwd = _flops(lambda: plain(x))
     for mode in ("forward", "train_step"):
         if mode == "forward":
-            ours.eval()
             plain.eval()
-            fns = {"plain": fwd(plain), "ours": fwd(run_ours)}
+            fns = {"plain": fwd(plain), "ours": fwd(run_fused)}
             flops = flops_fwd
         else:
             ours.train()

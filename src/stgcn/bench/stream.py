@@ -1,10 +1,11 @@
 """``stgcn bench stream``: latency of one prediction for a live window (1 person, T=64) through
 
-* ``torch_eager``: the model's own modules (``model.fast_inference = False``) under ``no_grad``;
-* ``torch_fast``: the default eval path (folded, channels-last; stgcn.models.fast) under
-  ``inference_mode``;
-* ``ort``: ONNX Runtime on the exported plain graph (``torch.onnx.export(dynamo=False, opset 17)``,
-  dynamic N and T), and ``ort_folded``: ONNX Runtime on the exported folded model,
+* ``torch_eager``: the model as trained (eval mode) under ``no_grad``;
+* ``torch_fused``: ``optimize_for_inference(model)`` (batch norms folded, channels-last; what
+  ``Predictor`` runs) under ``inference_mode``;
+* ``ort``: ONNX Runtime on the exported unfused graph (``torch.onnx.export(dynamo=False, opset 17)``,
+  dynamic N and T), and ``ort_fused``: ONNX Runtime on the exported fused model (what ``stgcn export``
+  writes),
 
 interleaved, reported as ms per prediction (median and p90), with max abs logit differences.
 """
@@ -41,29 +42,25 @@ def _export(model: torch.nn.Module, example: torch.Tensor, path: str) -> None:
 
 def bench_case(layout: str, frames: int, repeats: int, num_classes: int = 60, model_name: str = "stgcn-official",
                model_kwargs: dict | None = None, label: str | None = None) -> dict:
-    from ..models import create_model
-    from ..models.fast import optimize_for_inference
+    from ..models import create_model, optimize_for_inference
 
     torch.manual_seed(0)
     model = create_model(model_name, layout=layout, num_classes=num_classes, **(model_kwargs or {})).eval()
+    fused = optimize_for_inference(model)
     v = model.layout.num_joints
     x = torch.randn(1, 3, frames, v, 1)
 
     def eager():
-        model.fast_inference = False
-        try:
-            with torch.no_grad():
-                return model(x)
-        finally:
-            model.fast_inference = True
-
-    def fast():
-        with torch.inference_mode():
+        with torch.no_grad():
             return model(x)
 
-    fns = {"torch_eager": eager, "torch_fast": fast}
+    def run_fused():
+        with torch.inference_mode():
+            return fused(x)
+
+    fns = {"torch_eager": eager, "torch_fused": run_fused}
     ref = eager()
-    diffs = {"torch_fast": float((fast() - ref).abs().max())}
+    diffs = {"torch_fused": float((run_fused() - ref).abs().max())}
     try:
         import onnxruntime as ort
     except ImportError:
@@ -74,7 +71,7 @@ def bench_case(layout: str, frames: int, repeats: int, num_classes: int = 60, mo
         so.log_severity_level = 3
         so.intra_op_num_threads = torch.get_num_threads()
         xn = x.numpy()
-        for name, m in (("ort", model), ("ort_folded", optimize_for_inference(model))):
+        for name, m in (("ort", model), ("ort_fused", fused)):
             path = os.path.join(tmpdir, f"{name}.onnx")
             _export(m, torch.randn(2, 3, 37, v, 1), path)  # another shape: the axes must be dynamic
             sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])

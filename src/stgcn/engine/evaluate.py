@@ -31,7 +31,10 @@ def predict_scores(model: torch.nn.Module, loader, device: torch.device, *, amp:
     """Logits (N, K) in dataset order; multi-clip items are averaged over their clips."""
     from tqdm import tqdm
 
+    from ..models import optimize_for_inference
+
     model.eval()
+    model = optimize_for_inference(model)  # a fused copy (folded, channels-last); the model keeps training
     n = len(loader.dataset)
     out: np.ndarray | None = None
     bar = tqdm(total=n, desc=desc, unit="sample", leave=False, disable=not progress, dynamic_ncols=True)

@@ -250,12 +250,14 @@ def build_model_and_optimizer(cfg: RunConfig, data: RunData, info: D.DistInfo, s
                               ) -> tuple[RunState, finetune.InitReport | None]:
     """The model (on its device; with the weights of ``init`` that fit), optimiser, schedule and AMP
     scaler, as a fresh :class:`RunState`, and what was loaded from ``init``."""
-    from ..models import create_model
+    from ..models import create_model, model_arguments
 
+    graph_kw = {k: getattr(cfg.model, k) for k in ("strategy", "edge_importance")
+                if k in model_arguments(cfg.model.name)}  # the TCN and the local conv fix or lack them
     try:
         model = create_model(cfg.model.name, layout=data.layout.ref, num_classes=len(data.class_names),
-                             in_channels=data.in_channels, strategy=cfg.model.strategy,
-                             edge_importance=cfg.model.edge_importance, dropout=cfg.model.dropout, **cfg.model.kwargs)
+                             in_channels=data.in_channels, dropout=cfg.model.dropout, **graph_kw,
+                             **cfg.model.kwargs)
     except (TypeError, ValueError) as exc:  # a recipe's model.kwargs made for another model
         if isinstance(exc, StgcnError):
             raise

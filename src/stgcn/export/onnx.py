@@ -1,9 +1,10 @@
 """ONNX export with dynamic batch, time and person axes, checked against onnxruntime.
 
-The legacy TorchScript exporter (``dynamo=False``) at opset 17 is used: it exports the graph
-convolution's ``einsum`` as a native ONNX ``Einsum`` and keeps N, T and M dynamic because the model
-pools with ``mean`` (``avg_pool2d(x, x.size()[2:])`` would freeze them). The dynamo exporter works too
-but emits opset 18 whatever is asked.
+The model is exported in its fused form (:func:`stgcn.models.optimize_for_inference`: batch norms
+folded, each block's graph step one batched ``MatMul``), with the legacy TorchScript exporter
+(``dynamo=False``) at opset 17, which keeps N, T and M dynamic because the model pools with ``mean``
+(``avg_pool2d(x, x.size()[2:])`` would freeze them). The dynamo exporter works too but emits opset
+18 whatever is asked.
 
 A checkpoint is exported at its data contract's person slots (M = 1 for a one-person model) and the
 contract goes into the metadata (``data``: layout table, M, channels, test pipeline), so whoever runs
@@ -84,9 +85,11 @@ def export_onnx(model: Any, path: str | Path, *, opset: int = 17, num_persons: i
     """
     import torch
 
+    from ..models import optimize_for_inference
+
     onnx = require("onnx", "onnx")
     ort = require("onnxruntime", "onnx")
-    model = getattr(model, "module", model).eval()
+    model = optimize_for_inference(model)  # fused copy: the folded graph is what gets exported
     c, v, m = input_spec(model, num_persons)
     path = Path(path)
     g = torch.Generator().manual_seed(seed)

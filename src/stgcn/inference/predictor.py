@@ -57,8 +57,10 @@ class Predictor:
     def __init__(self, model: Any, meta: Mapping, device: str = "cpu") -> None:
         import torch
 
+        from ..models import optimize_for_inference
+
         self.torch = torch
-        self.model = model.to(device).eval()
+        self.model = optimize_for_inference(model).to(device)  # a fused copy: folded, channels-last
         self.meta = dict(meta)
         self.device = device
         self.contract: DataContract = DataContract.from_meta(self.meta, model)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..graph import get_layout
 from .stgcn import PAPER_CHANNELS, PAPER_STRIDES, check_skeleton_input
@@ -43,9 +44,20 @@ class _TemporalResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.body(x) + self.residual(x))
 
+    def fuse(self) -> None:
+        """Fold each batch norm into the convolution before it, in place; dropout goes (eval)."""
+        conv1, norm1, relu, _, conv2, norm2 = self.body
+        self.body = nn.Sequential(fuse_conv_bn_eval(conv1, norm1), relu, fuse_conv_bn_eval(conv2, norm2))
+        if isinstance(self.residual, nn.Sequential):
+            self.residual = fuse_conv_bn_eval(*self.residual)
+
 
 class TCN(nn.Module):
-    """Temporal-only baseline. Input (N, C, T, V, M) → logits (N, num_classes)."""
+    """Temporal-only baseline. Input (N, C, T, V, M) → logits (N, num_classes).
+
+    Same API as :class:`~stgcn.models.stgcn.STGCN`; its feature maps have a joint axis of size 1
+    (the joints are concatenated into channels at the input).
+    """
 
     def __init__(self, config: TCNConfig) -> None:
         super().__init__()
@@ -60,6 +72,8 @@ class TCN(nn.Module):
             c_in = c_out
         self.blocks = nn.Sequential(*blocks)
         self.fc = nn.Linear(c_in, config.num_classes)
+        self.feature_dim = c_in
+        self.fused = False
 
     @property
     def num_classes(self) -> int:
@@ -71,18 +85,41 @@ class TCN(nn.Module):
         d["channels"], d["strides"] = list(d["channels"]), list(d["strides"])
         return {"name": "tcn", "params": d}
 
-    def _frames(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, V, M) → feature maps (N·M, C', T', 1)."""
         check_skeleton_input(x, self.cfg.in_channels, self.layout)
         n, c, t, v, m = x.shape
-        x = x.permute(0, 4, 3, 1, 2).reshape(n * m, v * c, t)  # joints of a frame concatenated
-        return self.blocks(self.data_bn(x))  # (N·M, C', T')
+        x = x.permute(0, 4, 3, 1, 2).reshape(n * m, v * c, t)  # (N·M, V·C, T): joints of a frame concatenated
+        return self.blocks(self.data_bn(x)).unsqueeze(3)       # (N·M, C', T', 1)
 
-    def extract_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features (N, C', T', 1, M): this model has no per-joint maps."""
-        n, m = x.shape[0], x.shape[4]
-        f = self._frames(x)
-        logits = self.fc(f.mean(dim=2).view(n, m, -1).mean(dim=1))
-        return f.view(n, m, f.shape[1], f.shape[2], 1).permute(0, 2, 3, 4, 1), logits
+    def forward_head(self, feat: torch.Tensor, num_persons: int, pre_logits: bool = False) -> torch.Tensor:
+        """Mean over (T', 1) and persons, linear classifier → (N, num_classes); or the pooled (N, C')."""
+        nm, c = feat.shape[:2]
+        pooled = feat.mean(dim=(2, 3)).view(nm // num_persons, num_persons, c).mean(dim=1)  # (N, C')
+        return pooled if pre_logits else self.fc(pooled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.extract_features(x)[1]
+        return self.forward_head(self.forward_features(x), x.shape[4])
+
+    def extract_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features (N, C', T', 1, M): this model has no per-joint maps; and logits."""
+        m = x.shape[4]
+        feat = self.forward_features(x)                                       # (N·M, C', T', 1)
+        nm, c, t, v = feat.shape
+        return feat.view(nm // m, m, c, t, v).permute(0, 2, 3, 4, 1), self.forward_head(feat, m)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.cfg.num_classes = num_classes
+        self.fc = nn.Linear(self.feature_dim, num_classes).to(self.fc.weight)  # same device and dtype
+
+    @torch.no_grad()
+    def fuse(self) -> TCN:
+        """Fold the batch norms of every block into its convolutions, in place (eval mode, no
+        gradients); the input norm stays."""
+        if self.fused:
+            return self
+        self.eval()
+        for block in self.blocks:
+            block.fuse()
+        self.fused = True
+        return self.requires_grad_(False)

@@ -16,12 +16,18 @@ from .stgcn import OFFICIAL_CHANNELS, OFFICIAL_STRIDES, STGCN, STGCNConfig
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _DOCS: dict[str, str] = {}
+_ARGUMENTS: dict[str, frozenset[str]] = {}
+_FIXED: dict[str, frozenset[str]] = {}
 
 
-def register_model(name: str, doc: str):
+def register_model(name: str, doc: str, config_cls: type, fixed: tuple[str, ...] = ()):
+    """Register a builder; it accepts the fields of ``config_cls`` except ``extra`` and ``fixed``
+    (the ones the model sets itself)."""
     def deco(fn):
         _MODELS[name] = fn
         _DOCS[name] = doc
+        _ARGUMENTS[name] = frozenset(config_cls.__dataclass_fields__) - {"extra", *fixed}
+        _FIXED[name] = frozenset(fixed)
         return fn
 
     return deco
@@ -35,9 +41,16 @@ def describe_models() -> dict[str, str]:
     return dict(_DOCS)
 
 
+def model_arguments(name: str) -> frozenset[str]:
+    """The keyword arguments the registered model ``name`` accepts (e.g. the TCN has no ``strategy``)."""
+    if name not in _MODELS:
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return _ARGUMENTS[name]
+
+
 def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
     """Build a registered model. ``None`` values are dropped so CLI defaults never override the
-    model's own defaults. Unknown keyword arguments raise :class:`ConfigError`.
+    model's own defaults. Arguments the model does not use raise :class:`ConfigError`.
 
     ``pretrained=True``: the shipped weights (:mod:`stgcn.models.pretrained`) of ``name``, a shipped
     name such as ``"stgcn.utkinect"`` or an architecture with shipped weights (its default), checked
@@ -55,57 +68,52 @@ def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
     if "params" in kwargs and len(kwargs) == 1:  # the form stored in model.config
         kwargs = dict(kwargs["params"])
         kwargs.pop("extra", None)
+        kwargs = {k: v for k, v in kwargs.items() if k not in _FIXED[name]}  # saved, but set by the model
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    unknown = set(kwargs) - _ARGUMENTS[name]
+    if unknown:
+        raise ConfigError(f"model {name!r}: unknown arguments {sorted(unknown)} (the model does not use them); "
+                          f"it takes: {sorted(_ARGUMENTS[name])}")
+    params = {k: tuple(v) if k in ("channels", "strides") else v for k, v in kwargs.items()}
     try:
-        return _MODELS[name](**kwargs)
-    except TypeError as exc:
+        return _MODELS[name](**params)
+    except TypeError as exc:  # a required argument (layout, num_classes) is missing
         raise ConfigError(f"model {name!r}: {exc}") from None
 
 
-def _checked(name: str, config_cls, params: dict) -> dict:
-    """Tuples for the per-unit lists, and a ConfigError naming any argument the config lacks."""
-    params = {k: tuple(v) if k in ("channels", "strides") else v for k, v in params.items()}
-    allowed = set(config_cls.__dataclass_fields__) - {"extra"}
-    unknown = set(params) - allowed
-    if unknown:
-        raise ConfigError(f"model {name!r}: unknown arguments {sorted(unknown)}; allowed: {sorted(allowed)}")
-    return params
-
-
-def _stgcn_cfg(name: str, defaults: dict, kwargs: dict) -> STGCNConfig:
-    return STGCNConfig(**_checked(name, STGCNConfig, {**defaults, **kwargs}), extra={"name": name})
+def _stgcn(name: str, defaults: dict, kwargs: dict) -> STGCN:
+    return STGCN(STGCNConfig(**{**defaults, **kwargs}, extra={"name": name}))
 
 
 @register_model("stgcn", "the paper's ST-GCN (§3.6): 9 units 64,64,64,128,128,128,256,256,256, residual on "
-                         "every unit, dropout 0.5, stride 2 in the 4th and 7th unit")
+                         "every unit, dropout 0.5, stride 2 in the 4th and 7th unit", STGCNConfig)
 def stgcn(**kw) -> STGCN:
-    return STGCN(_stgcn_cfg("stgcn", {}, kw))
+    return _stgcn("stgcn", {}, kw)
 
 
 @register_model("stgcn-official", "the official 10-block ST-GCN (yysijie/st-gcn net/st_gcn.py): loads official "
-                                  "checkpoints key for key")
+                                  "checkpoints key for key", STGCNConfig)
 def stgcn_official(**kw) -> STGCN:
     defaults = dict(channels=OFFICIAL_CHANNELS, strides=OFFICIAL_STRIDES, first_residual=False, first_dropout=False)
-    return STGCN(_stgcn_cfg("stgcn-official", defaults, kw))
+    return _stgcn("stgcn-official", defaults, kw)
 
 
+# the graph fixes the neighbourhoods (uni-labeling) and every pair has its own weight: no shared
+# subsets to choose and no edge importance to learn
 @register_model("local-conv", "the ablation's local convolution: the sparse joint graph with unshared weights "
-                              "per joint pair (paper §4.2)")
+                              "per joint pair (paper §4.2)", STGCNConfig,
+                fixed=("local", "strategy", "edge_importance"))
 def local_conv(**kw) -> STGCN:
-    kw.pop("strategy", None)  # the graph fixes the neighbourhoods; there are no shared subsets
-    kw.pop("edge_importance", None)
-    return STGCN(_stgcn_cfg("local-conv", dict(local=True, edge_importance=False, strategy="uniform"), kw))
+    return _stgcn("local-conv", dict(local=True, edge_importance=False, strategy="uniform"), kw)
 
 
-@register_model("stgcn-tiny", "a 3-unit, 16-32 channel ST-GCN for tests and smoke runs")
+@register_model("stgcn-tiny", "a 3-unit, 16-32 channel ST-GCN for tests and smoke runs", STGCNConfig)
 def stgcn_tiny(**kw) -> STGCN:
     defaults = dict(channels=(16, 16, 32), strides=(1, 2, 1), temporal_kernel=3, dropout=0.0)
-    return STGCN(_stgcn_cfg("stgcn-tiny", defaults, kw))
+    return _stgcn("stgcn-tiny", defaults, kw)
 
 
-@register_model("tcn", "the ablation's baseline TCN: joints of a frame concatenated, temporal convolutions only")
+@register_model("tcn", "the ablation's baseline TCN: joints of a frame concatenated, temporal convolutions only",
+                TCNConfig)
 def tcn(**kw) -> TCN:
-    for graph_only in ("strategy", "edge_importance", "center", "normalization", "max_hop", "dilation",
-                       "gravity_distances", "true_distance", "first_residual", "first_dropout"):
-        kw.pop(graph_only, None)
-    return TCN(TCNConfig(**_checked("tcn", TCNConfig, kw)))
+    return TCN(TCNConfig(**kw))

@@ -70,16 +70,10 @@ class STGCN(nn.Module):
     ``.tcn.{0,2,3}``, ``.residual.{0,1}``, ``edge_importance.{i}``, ``fcn``, buffer ``A``) so that
     official checkpoints load key for key into the 10-block configuration.
 
-    Inference: in eval mode with gradients off (``torch.no_grad()`` / ``torch.inference_mode()``),
-    ``forward``, ``forward_features`` and ``extract_features`` run a folded, channels-last copy of the
-    network (:mod:`stgcn.models.fast`: batch norms folded into the convolutions, edge importance into
-    A, the graph step as one matmul over K·V) — the same function up to float rounding. The copy is
-    rebuilt whenever a parameter or buffer changes (optimizer step, ``load_state_dict``, ``.to()``).
-    Set ``model.fast_inference = False`` to always run the modules; with gradients enabled, in
-    training mode and while tracing/exporting they are always run.
+    Inference: :meth:`fuse` folds the model in place (batch norms into the convolutions, each
+    block's A ⊙ M into its graph step, channels-last activations); the forward below is the same
+    for both, only the units differ. :func:`stgcn.models.optimize_for_inference` fuses a copy.
     """
-
-    fast_inference: bool = True
 
     def __init__(self, config: STGCNConfig) -> None:
         super().__init__()
@@ -113,6 +107,7 @@ class STGCN(nn.Module):
             self.edge_importance = None
         self.fcn = nn.Conv2d(c_in, config.num_classes, kernel_size=1)
         self.feature_dim = c_in
+        self.fused = False
 
     # -- public attributes -------------------------------------------------------------------
     @property
@@ -130,59 +125,38 @@ class STGCN(nn.Module):
     def check_input(self, x: torch.Tensor) -> None:
         check_skeleton_input(x, self.cfg.in_channels, self.layout)
 
-    def graph_matrices(self) -> list[torch.Tensor]:
-        """The effective (K, V, V) adjacency of every block: A ⊙ M."""
+    def graph_matrices(self) -> list[torch.Tensor | None]:
+        """The effective (K, V, V) adjacency of every block, A ⊙ M; None once fused (in the units)."""
+        if self.fused:
+            return [None] * len(self.st_gcn_networks)
         if self.edge_importance is None:
             return [self.A] * len(self.st_gcn_networks)
         return [self.A * m for m in self.edge_importance]
-
-    # -- fast inference path ----------------------------------------------------------------------
-    def _fast_path(self):
-        """The folded inference copy when it applies (eval, no grad, not tracing), else None."""
-        if (self.training or not self.fast_inference or torch.is_grad_enabled() or torch.jit.is_scripting()
-                or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
-            return None
-        tensors = list(self.parameters()) + list(self.buffers())
-        try:
-            key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
-        except RuntimeError:  # inference tensors have no version counter: rebuild every call
-            key = None
-        cached = self.__dict__.get("_fast_cache")
-        if cached is None or key is None or cached[0] != key:
-            from .fast import FastSTGCN
-
-            cached = (key, FastSTGCN(self).to(self.A.device))
-            self.__dict__["_fast_cache"] = cached  # a plain attribute: not a submodule, not in state_dict
-        return cached[1]
 
     # -- forward -------------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, T, V, M) → per-joint feature maps (N·M, C', T', V)."""
         self.check_input(x)
-        fast = self._fast_path()
-        if fast is not None:
-            return fast.forward_features(x)
         n, c, t, v, m = x.shape
         # (N, M, V, C, T) so that the input BN has one channel per (joint, coordinate): index v·C + c
-        x = x.permute(0, 4, 3, 1, 2).reshape(n * m, v * c, t)
+        x = x.permute(0, 4, 3, 1, 2).reshape(n * m, v * c, t)                 # (N·M, V·C, T)
         x = self.data_bn(x)
         x = x.view(n, m, v, c, t).permute(0, 1, 3, 4, 2).reshape(n * m, c, t, v)  # (N·M, C, T, V)
         for block, A in zip(self.st_gcn_networks, self.graph_matrices(), strict=True):
-            x = block(x, A)
+            x = block(x, A)                                                   # (N·M, C_i, T_i, V)
         return x
 
-    def forward_head(self, feat: torch.Tensor, num_persons: int) -> torch.Tensor:
-        """Global average pooling over (T, V), mean over persons, 1×1 classifier → (N, num_classes)."""
+    def forward_head(self, feat: torch.Tensor, num_persons: int, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pooling over (T, V), mean over persons, 1×1 classifier → (N, num_classes);
+        with ``pre_logits`` the pooled features (N, C') instead."""
         nm, c = feat.shape[:2]
         # mean() rather than avg_pool2d(x, x.size()[2:]) keeps T dynamic in ONNX export
-        pooled = feat.mean(dim=(2, 3)).view(nm // num_persons, num_persons, c).mean(dim=1)
-        return self.fcn(pooled[:, :, None, None]).flatten(1)
+        pooled = feat.mean(dim=(2, 3)).view(nm // num_persons, num_persons, c).mean(dim=1)  # (N, C')
+        if pre_logits:
+            return pooled
+        return self.fcn(pooled[:, :, None, None]).flatten(1)                 # (N, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fast = self._fast_path()
-        if fast is not None:
-            self.check_input(x)
-            return fast(x)
         return self.forward_head(self.forward_features(x), x.shape[4])
 
     def extract_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,16 +165,32 @@ class STGCN(nn.Module):
         The demo draws ``feature.norm(dim=1).mean(dim=1)`` — the activation magnitude of each joint —
         as the per-joint attention of the paper's figures.
         """
-        fast = self._fast_path()
-        if fast is not None:
-            self.check_input(x)
-            return fast.extract_features(x)
         m = x.shape[4]
-        feat = self.forward_features(x)
+        feat = self.forward_features(x)                                       # (N·M, C', T', V)
         logits = self.forward_head(feat, m)
         nm, c, t, v = feat.shape
-        return feat.view(nm // m, m, c, t, v).permute(0, 2, 3, 4, 1), logits
+        return feat.view(nm // m, m, c, t, v).permute(0, 2, 3, 4, 1), logits  # (N, C', T', V, M)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.cfg.num_classes = num_classes
-        self.fcn = nn.Conv2d(self.feature_dim, num_classes, kernel_size=1).to(self.A.device)
+        self.fcn = nn.Conv2d(self.feature_dim, num_classes, kernel_size=1).to(self.fcn.weight)  # same device and dtype
+
+    # -- inference form ------------------------------------------------------------------------
+    @torch.no_grad()
+    def fuse(self) -> STGCN:
+        """Fold this model for inference, in place, and return it (in eval mode, without gradients).
+
+        Each block folds its batch norms into its convolutions and its A ⊙ M into its graph step
+        (:meth:`stgcn.nn.STGCNBlock.fuse`), so ``A`` and ``edge_importance`` leave the model; the
+        function is the eval-mode one up to float rounding. A fused model cannot be trained again
+        (its batch norms are gone); :func:`stgcn.models.optimize_for_inference` fuses a copy.
+        """
+        if self.fused:
+            return self
+        self.eval()
+        for block, A in zip(self.st_gcn_networks, self.graph_matrices(), strict=True):
+            block.fuse(A)
+        self.edge_importance = None
+        self.A = None
+        self.fused = True
+        return self.requires_grad_(False)

@@ -1,10 +1,11 @@
 """One ST-GCN unit: graph convolution → BN → ReLU → temporal conv (Γ×1) → BN → dropout, plus a
-residual, then ReLU (the official block order)."""
+residual, then ReLU (the official block order), and its inference form (:meth:`STGCNBlock.fuse`)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .gcn import GraphConv, LocalGraphConv
 
@@ -27,7 +28,8 @@ class Dropout(nn.Dropout):
 
 
 class TemporalUnit(nn.Sequential):
-    """BN → ReLU → Conv(Γ×1, stride) → BN → Dropout. Indices 0..4 match the official ``tcn``."""
+    """BN → ReLU → Conv(Γ×1, stride) → BN → Dropout. Indices 0..4 match the official ``tcn`` (its
+    checkpoint keys); the properties below name them."""
 
     def __init__(self, channels: int, kernel_size: int = 9, stride: int = 1, dropout: float = 0.0) -> None:
         if kernel_size % 2 != 1:
@@ -41,11 +43,31 @@ class TemporalUnit(nn.Sequential):
             Dropout(dropout, inplace=True),
         )
 
+    @property
+    def norm_in(self) -> nn.BatchNorm2d:
+        return self[0]
+
+    @property
+    def conv(self) -> nn.Conv2d:
+        return self[2]
+
+    @property
+    def norm_out(self) -> nn.BatchNorm2d:
+        return self[3]
+
+    def fuse(self) -> nn.Sequential:
+        """Inference form without ``norm_in`` (the block folds it into the graph step before):
+        ReLU → Conv(Γ×1) with ``norm_out`` folded in, its weight channels-last; dropout is the
+        identity in eval."""
+        conv = fuse_conv_bn_eval(self.conv, self.norm_out).to(memory_format=torch.channels_last)
+        conv.requires_grad_(False)
+        return nn.Sequential(nn.ReLU(inplace=True), conv)
+
 
 class STGCNBlock(nn.Module):
     """A spatial temporal graph convolution unit (paper §3.6; official ``st_gcn``).
 
-    Shape: x (N, C_in, T, V) → (N, C_out, ceil(T / stride), V).
+    Shape: x (N, C_in, T, V) → (N, C_out, ceil(T / stride), V); A (K, V, V), or None once fused.
     """
 
     def __init__(self, in_channels: int, out_channels: int, num_subsets: int, *, kernel_size: int = 9,
@@ -67,14 +89,25 @@ class STGCNBlock(nn.Module):
             self.residual = None
         self.relu = nn.ReLU(inplace=True)
 
-    def forward(self, x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
-        if not self.has_residual:
-            res = None
-        elif self.residual is None:
-            res = x
-        else:
-            res = self.residual(x)
-        x = self.tcn(self.gcn(x, A))
-        if res is not None:
-            x = x + res
-        return self.relu(x)
+    def forward(self, x: torch.Tensor, A: torch.Tensor | None) -> torch.Tensor:
+        out = self.tcn(self.gcn(x, A))
+        # the residual after the main branch, so that it is not held while the graph step's wide
+        # intermediates are (a widening block's peak); added in place into the branch's fresh output
+        if self.has_residual:
+            out = out.add_(x if self.residual is None else self.residual(x))
+        return self.relu(out)
+
+    @torch.no_grad()
+    def fuse(self, A: torch.Tensor | None) -> None:
+        """Fold this eval-mode block for inference, in place, for a fixed graph ``A`` (⊙ M).
+
+        The batch norm after the graph step (``tcn.norm_in``) goes into the graph convolution with A,
+        ``tcn.norm_out`` into the temporal conv, the residual's norm into its 1×1 conv; dropout goes.
+        The units then run channels-last, and ``forward`` is called with ``A=None``.
+        """
+        self.gcn = self.gcn.fuse(A, self.tcn.norm_in)
+        self.tcn = self.tcn.fuse()
+        if self.residual is not None:
+            conv, norm = self.residual
+            self.residual = fuse_conv_bn_eval(conv, norm).to(memory_format=torch.channels_last)
+            self.residual.requires_grad_(False)
