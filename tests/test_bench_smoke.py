@@ -62,15 +62,16 @@ def test_bench_model_precisions_and_accuracy_cost(capsys, tmp_path):
         pytest.skip(f"this CPU lacks {runtime.missing_cpu_feature('bf16')}")
     store = make_store(tmp_path / "store", n=16)
     ckpt = train(tiny_config(store, tmp_path / "run", epochs=1)).best_checkpoint
-    r = _run_json(capsys, ["bench", "model", "--quick", "--json", "--precision", "fp32,bf16",
+    r = _run_json(capsys, ["bench", "model", "--quick", "--json", "--precision", "fp32,bf16,int8",
                            "--checkpoint", str(ckpt), "--data", str(store), "--split", "val"])
     acc = r["accuracy"]
-    assert acc["samples"] == 4 and set(acc["precisions"]) == {"fp32", "bf16"}
+    assert acc["samples"] == 4 and set(acc["precisions"]) == {"fp32", "bf16"}  # int8: stgcn export reports it
     assert acc["precisions"]["fp32"]["top1_agreement_with_fp32"] == 1.0
     assert acc["precisions"]["fp32"]["logits_max_abs_diff_vs_fp32"] == 0.0
     bf16 = acc["precisions"]["bf16"]
     assert 0 <= bf16["top1"] <= 1 and 0 < bf16["logits_max_abs_diff_vs_fp32"] < 0.05 * acc["logits_max_abs"] + 0.05
     for s in r["shapes"]:
-        assert s["forward"]["ratio_bf16"] > 0 and "ours_bf16" in s["forward"]
+        assert s["forward"]["ratio_bf16"] > 0 and s["forward"]["ratio_int8"] > 0
+        assert s["logits_max_abs_diff_by_precision"]["int8"] < 0.1 * s["logits_max_abs"] + 1e-2
         assert s["logits_max_abs_diff_by_precision"]["bf16"] < 0.05 * s["logits_max_abs"] + 1e-2
     assert main(["bench", "model", "--quick", "--checkpoint", str(ckpt)]) == 2  # --data and --split missing

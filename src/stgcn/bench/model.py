@@ -108,6 +108,30 @@ def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
                 mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
 
 
+def ort_int8(fused: nn.Module, x: torch.Tensor):
+    """The fused model exported and statically quantised by ONNX Runtime (``stgcn export --precision
+    int8``), as a callable on tensors; calibrated on random inputs of ``x``'s shape (for timing only:
+    its accuracy on real data is what ``stgcn export`` reports)."""
+    import tempfile
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    from ..export.onnx import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="stgcn-bench-") as d:
+        g = torch.Generator().manual_seed(1)
+        calib = [torch.randn(x.shape, generator=g).numpy() for _ in range(2)]
+        path = Path(d) / "int8.onnx"
+        export_onnx(fused, path, num_persons=x.shape[4], precision="int8", calibration=calib, repeat=1,
+                    timing_frames=8, example_frames=min(32, x.shape[2]))
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = torch.get_num_threads()
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return lambda t: torch.from_numpy(sess.run(["logits"], {"skeleton": t.numpy()})[0])
+
+
 def _flops(fn) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -134,7 +158,9 @@ def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_cl
     fused = optimize_for_inference(ours)
     run_ours = torch.compile(ours) if compile_ else ours
     run_fused = torch.compile(fused) if compile_ else fused
-    reduced = {p: optimize_for_inference(ours, p) for p in precisions if p != "fp32"}
+    reduced = {p: optimize_for_inference(ours, p) for p in precisions if p not in ("fp32", "int8")}
+    if "int8" in precisions:
+        reduced["int8"] = ort_int8(fused, x)
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.float16, enabled=amp and cuda)
@@ -243,8 +269,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-amp", action="store_true", help="no autocast on cuda")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, 1 with --quick)")
     p.add_argument("--shapes", default=None, help="subset, e.g. 'ntu-rgb+d:8:150:2,openpose:16:300:2'")
-    p.add_argument("--precision", default="fp32", help="inference precisions to time (and score), comma-separated: "
-                                                       "fp32,bf16 (fp32 always runs)")
+    p.add_argument("--precision", default="fp32", help="inference precisions to time, comma-separated: fp32,bf16,int8 "
+                                                       "(fp32 always runs; int8 is ONNX Runtime's, see stgcn export; "
+                                                       "fp32 and bf16 are also scored with --checkpoint)")
     p.add_argument("--checkpoint", help="with --data and --split: score each precision on real data first")
     p.add_argument("--data", help="prepared store of the checkpoint's layout")
     p.add_argument("--split", help="split of --data to score, e.g. xsub_test")
@@ -274,7 +301,8 @@ def run(args: argparse.Namespace) -> int:
     lines = [f"sgemm peak {peak:.1f} GFLOP/s; threads {torch.get_num_threads()}; "
              f"load {result['machine']['load_avg_1m']}"]
     if args.checkpoint:
-        result["accuracy"] = accuracy_cost(args.checkpoint, args.data, args.split, precisions)
+        result["accuracy"] = accuracy_cost(args.checkpoint, args.data, args.split,
+                                           [p for p in precisions if p != "int8"])
         lines += _accuracy_lines(result["accuracy"])
     for layout, n, t, m in shapes:
         reps = args.repeats or (1 if args.quick else (3 if t >= 300 else 5))
@@ -293,9 +321,10 @@ def run(args: argparse.Namespace) -> int:
                          f"{100 * d['plain']['fraction_of_peak']:.0f}% ours {100 * d['ours']['fraction_of_peak']:.0f}%")
             for p in precisions if mode == "forward" else ():
                 q = d[f"ours_{p}"]
+                mem = "n/a (onnxruntime)" if p == "int8" else f"{q['peak_mem_mb']:.0f} MB"  # torch's allocator only
                 lines.append(f"  {'':10s} ours {p} {q['samples_per_s']:7.2f}/s ratio {d[f'ratio_{p}']:.2f}x "
                              f"({q['samples_per_s'] / us['samples_per_s']:.2f}x fp32) | peak mem "
-                             f"{q['peak_mem_mb']:.0f} MB | max abs logit diff vs plain "
+                             f"{mem} | max abs logit diff vs plain "
                              f"{r['logits_max_abs_diff_by_precision'][p]:.2e}")
     emit(result, args.json, lines)
     return 0

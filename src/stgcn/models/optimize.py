@@ -60,7 +60,8 @@ def optimize_for_inference(model: nn.Module, precision: str = "fp32") -> nn.Modu
     module without ``fuse()`` (not one of ours) comes back as an eval-mode copy.
     """
     if precision == "int8":
-        raise ConfigError("int8 runs through ONNX Runtime: `stgcn export CKPT --onnx OUT.onnx --precision int8`")
+        raise ConfigError("int8 runs through ONNX Runtime: `stgcn export CKPT --onnx OUT.onnx --precision int8 "
+                          "--calibration STORE` (stgcn.export.onnx)")
     on_cpu = all(p.device.type == "cpu" for p in model.parameters())
     precision = usable_precision(precision) if on_cpu else precision
     model = copy.deepcopy(getattr(model, "module", model))
