@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                           "activation ranges from (use its training split)")
     p.add_argument("--calibration-split", help="int8: split of --calibration (default: all samples)")
     p.add_argument("--calibration-samples", type=int, default=64, help="int8: clips to calibrate on (default 64); "
-                                                                       "up to 256 others check the agreement")
+                                                                       "up to 1024 others check the agreement")
+    p.add_argument("--check-split", help="int8: split of --calibration to check the agreement on (e.g. the test "
+                                         "split; default: clips of --calibration-split not calibrated on)")
     p.add_argument("--min-agreement", type=float, default=0.99,
                    help="int8: top-1 agreement with fp32 required on the held-out clips (default 0.99)")
     p.set_defaults(func=run)
@@ -40,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     report = export_checkpoint(args.checkpoint, args.onnx, opset=args.opset, timing_frames=args.frames,
                                tolerance=args.tolerance, precision=args.precision, calibration=args.calibration,
                                calibration_split=args.calibration_split,
-                               calibration_samples=args.calibration_samples, min_agreement=args.min_agreement)
+                               calibration_samples=args.calibration_samples, check_split=args.check_split,
+                               min_agreement=args.min_agreement)
     print(report.summary())
     return 0
