@@ -72,6 +72,7 @@ def test_bench_model_precisions_and_accuracy_cost(capsys, tmp_path):
     assert 0 <= bf16["top1"] <= 1 and 0 < bf16["logits_max_abs_diff_vs_fp32"] < 0.05 * acc["logits_max_abs"] + 0.05
     for s in r["shapes"]:
         assert s["forward"]["ratio_bf16"] > 0 and s["forward"]["ratio_int8"] > 0
+        assert s["train_step"]["ratio_bf16"] > 0 and "ratio_int8" not in s["train_step"]  # autocast; no int8 training
         assert s["logits_max_abs_diff_by_precision"]["int8"] < 0.1 * s["logits_max_abs"] + 1e-2
         assert s["logits_max_abs_diff_by_precision"]["bf16"] < 0.05 * s["logits_max_abs"] + 1e-2
     assert main(["bench", "model", "--quick", "--checkpoint", str(ckpt)]) == 2  # --data and --split missing

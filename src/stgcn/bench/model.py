@@ -8,7 +8,8 @@ The plain model below is written from the official code (yysijie/st-gcn ``net/st
 * forward: eval mode under ``torch.no_grad()``; ours is ``optimize_for_inference(model)`` (the fused
   copy: batch norms folded, channels-last, see ``STGCN.fuse``), and with ``--precision fp32,bf16`` the
   same fused model in bf16 too, in the same interleaved run;
-* training step: forward in train mode, cross-entropy, backward, SGD (momentum 0.9, wd 1e-4) step.
+* training step: forward in train mode, cross-entropy, backward, SGD (momentum 0.9, wd 1e-4) step;
+  with ``--precision ...,bf16`` also ours under CPU bf16 autocast (``train.precision=bf16``).
 
 Reported per shape: samples/s of both and the ratio, peak memory (torch CPU allocator peak above the
 start level, replayed from profiler memory events; CUDA: ``max_memory_allocated``), the fraction of
@@ -178,12 +179,13 @@ def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_cl
                 return model(x)
         return f
 
-    def make_step(model):
+    def make_step(model, bf16=False):
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
 
         def f():
-            with autocast():
-                loss = F.cross_entropy(model(x), y)
+            # bf16: the CPU autocast of `--set train.precision=bf16` (engine/training.py)
+            with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else autocast():
+                loss = F.cross_entropy(model(x).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -201,6 +203,8 @@ def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_cl
             ours.train()
             plain.train()
             fns = {"plain": make_step(plain), "ours": make_step(run_ours)}
+            if "bf16" in reduced and not cuda:
+                fns["ours_bf16"] = make_step(run_ours, bf16=True)
             flops = _flops(fns["plain"])
         mem = {}
         for k, f in fns.items():
@@ -221,7 +225,7 @@ def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_cl
             res[k] = {"samples_per_s": n / sec, "median_s": sec, "times_s": ts, "peak_mem_mb": mem[k] / 2 ** 20,
                       "gflops": flops / sec / 1e9, "fraction_of_peak": flops / sec / 1e9 / peak}
         res["ratio"] = res["ours"]["samples_per_s"] / res["plain"]["samples_per_s"]
-        for p in reduced if mode == "forward" else ():
+        for p in (k[5:] for k in fns if k.startswith("ours_")):
             res[f"ratio_{p}"] = res[f"ours_{p}"]["samples_per_s"] / res["plain"]["samples_per_s"]
         res["analytic_gflop"] = flops / 1e9
         out[mode] = res
@@ -319,12 +323,12 @@ def run(args: argparse.Namespace) -> int:
                          f"ratio {d['ratio']:.2f}x | peak mem plain {d['plain']['peak_mem_mb']:.0f} MB ours "
                          f"{d['ours']['peak_mem_mb']:.0f} MB | of matmul peak plain "
                          f"{100 * d['plain']['fraction_of_peak']:.0f}% ours {100 * d['ours']['fraction_of_peak']:.0f}%")
-            for p in precisions if mode == "forward" else ():
+            for p in (k[5:] for k in d if k.startswith("ours_")):
                 q = d[f"ours_{p}"]
                 mem = "n/a (onnxruntime)" if p == "int8" else f"{q['peak_mem_mb']:.0f} MB"  # torch's allocator only
                 lines.append(f"  {'':10s} ours {p} {q['samples_per_s']:7.2f}/s ratio {d[f'ratio_{p}']:.2f}x "
-                             f"({q['samples_per_s'] / us['samples_per_s']:.2f}x fp32) | peak mem "
-                             f"{mem} | max abs logit diff vs plain "
-                             f"{r['logits_max_abs_diff_by_precision'][p]:.2e}")
+                             f"({q['samples_per_s'] / us['samples_per_s']:.2f}x fp32) | peak mem {mem}"
+                             + (f" | max abs logit diff vs plain {r['logits_max_abs_diff_by_precision'][p]:.2e}"
+                                if mode == "forward" else " (autocast)"))
     emit(result, args.json, lines)
     return 0
