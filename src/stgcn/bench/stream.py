@@ -6,7 +6,8 @@
   (``optimize_for_inference(model, "bf16")``, ``--precision bf16``) where the CPU has it;
 * ``ort``: ONNX Runtime on the exported unfused graph (``torch.onnx.export(dynamo=False, opset 17)``,
   dynamic N and T), and ``ort_fused``: ONNX Runtime on the exported fused model (what ``stgcn export``
-  writes),
+  writes), and ``ort_int8``: that file statically quantised (``stgcn export --precision int8``; calibrated
+  on random input, so its logit difference here says nothing of real data),
 
 interleaved, reported as ms per prediction (median and p90), with max abs logit differences.
 """
@@ -87,6 +88,11 @@ def bench_case(layout: str, frames: int, repeats: int, num_classes: int = 60, mo
             fns[name] = (lambda s=sess: s.run(["logits"], {"skeleton": xn})[0])
             diffs[name] = float(np.abs(fns[name]() - ref.numpy()).max())
             os.unlink(path)
+        from .model import ort_int8
+
+        int8 = ort_int8(fused, x)  # `stgcn export --precision int8`, calibrated here on random input
+        fns["ort_int8"] = lambda: int8(x)
+        diffs["ort_int8"] = float((int8(x) - ref).abs().max())
     os.rmdir(tmpdir)
     times = interleaved(fns, repeats, warmup=3)
     res = {k: {"median_ms": 1e3 * median(ts), "p90_ms": 1e3 * quantile(ts, 0.9)} for k, ts in times.items()}
