@@ -262,3 +262,52 @@ def test_build_pipeline_and_determinism():
         T.build_pipeline([{"name": "stream", "kind": "bones"}], layout=NTU)
     with pytest.raises(ShapeError):
         T.PadTo(3)(np.zeros((3, 4)), None)
+
+
+def _per_joint(x, a, nc):
+    """x' = A x for every joint of every frame and person, by loops."""
+    out = x.copy()
+    for t in range(x.shape[1]):
+        for v in range(x.shape[2]):
+            for m in range(x.shape[3]):
+                out[:nc, t, v, m] = a[:nc, :nc] @ x[:nc, t, v, m]
+    return out
+
+
+def test_random_rotate_is_scipy_euler_xyz_per_joint():
+    rotation = pytest.importorskip("scipy.spatial.transform").Rotation
+    t = T.RandomRotate(angle=[10, 20, 30])
+    x = clip(t=6, v=5, m=2, zero_tail=2)
+    draw = np.random.default_rng(3).uniform(-np.deg2rad([10, 20, 30]), np.deg2rad([10, 20, 30]))
+    a = t.sample(np.random.default_rng(3))
+    # extrinsic x, then y, then z: the matrix Rz Ry Rx
+    np.testing.assert_allclose(a, rotation.from_euler("xyz", draw).as_matrix(), atol=1e-12)
+    out = t(x, np.random.default_rng(3))
+    np.testing.assert_allclose(out, _per_joint(x, a, 3), atol=1e-5)
+    assert not out[:, 4:].any()  # missing (zero) frames stay zero
+    np.testing.assert_allclose(np.linalg.norm(out, axis=0), np.linalg.norm(x, axis=0), atol=1e-5)
+    angles = [rotation.from_matrix(T.RandomRotate(5.0).sample(np.random.default_rng(s))).as_euler("xyz", degrees=True)
+              for s in range(50)]
+    assert np.abs(angles).max() <= 5.0 + 1e-9 and np.abs(angles).max() > 4.0
+    with pytest.raises(ConfigError, match="3 numbers"):
+        T.RandomRotate(angle=[1, 2])
+
+
+def test_random_scale_and_shear_draws_and_per_joint_map():
+    x = clip(t=5, v=4, m=1)
+    for t, check in ((T.RandomScale(0.2), lambda a: np.allclose(a, np.diag(np.diag(a)))
+                      and (np.abs(np.diag(a) - 1) <= 0.2).all()),
+                     (T.RandomShear(0.3), lambda a: np.allclose(np.diag(a), 1)
+                      and (np.abs(a - np.eye(3)) <= 0.3).all() and (a != np.eye(3)).sum() == 6)):
+        a = t.sample(np.random.default_rng(5))
+        assert check(a)
+        np.testing.assert_allclose(t(x, np.random.default_rng(5)), _per_joint(x, a, 3), atol=1e-5)
+
+
+def test_random_linear_on_2d_keeps_the_score_channel():
+    x = clip(t=4, v=3, m=1)
+    t = T.build_pipeline([{"name": "random_rotate", "angle": 40}], channels=["x", "y", "score"]).transforms[0]
+    a = t.sample(np.random.default_rng(1))
+    out = t(x, np.random.default_rng(1))
+    np.testing.assert_allclose(out, _per_joint(x, a, 2), atol=1e-5)
+    np.testing.assert_array_equal(out[2], x[2])

@@ -510,9 +510,94 @@ class Stream(Transform):
         return out
 
 
+# -- random linear maps of the coordinates (small-dataset augmentation) ---------------------------
+
+def _rotation_xyz(angles_rad: np.ndarray) -> np.ndarray:
+    """``Rz @ Ry @ Rx``: rotation by the three angles about the x, then y, then z axis."""
+    cx, cy, cz = np.cos(angles_rad)
+    sx, sy, sz = np.sin(angles_rad)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+class _RandomLinear(Transform):
+    """One random matrix per clip, applied to the coordinate vector of every joint of every frame
+    and person (``x' = A x``). Linear, so missing joints (exact zeros) stay zero and the origin
+    (put it on the body first: ``center`` or ``pre_normalize``) stays fixed. 3D coordinates use the
+    3 x 3 matrix; 2D (+ score) data its top-left 2 x 2 block, and a score channel is untouched."""
+
+    def __init__(self, channels: Sequence[str] | None = None):
+        self.channels = None if channels is None else list(channels)
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def apply(self, x: np.ndarray, a: np.ndarray) -> np.ndarray:
+        nc = min(_coord_channels(x.shape[0], self.channels), 3)
+        out = x.copy()
+        out[:nc] = np.einsum("kc,ctvm->ktvm", a[:nc, :nc].astype(np.float32), x[:nc])
+        return out
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        x = _check(x, self.name)
+        return self.apply(x, self.sample(rng))
+
+
+class RandomRotate(_RandomLinear):
+    """Rotate the clip by angles drawn uniformly from ``[-angle, angle]`` degrees about each axis
+    (``angle`` a number or (x, y, z); order x, then y, then z), as pyskl's ``RandomRot`` and
+    CTR-GCN's ``random_rot`` do: views a small dataset was not recorded from."""
+
+    name = "random_rotate"
+
+    def __init__(self, angle: float | Sequence[float] = 17.0, channels: Sequence[str] | None = None):
+        super().__init__(channels)
+        a = angle if isinstance(angle, list | tuple) else (angle, angle, angle)
+        if len(a) != 3:
+            raise ConfigError(f"random_rotate: angle must be a number or 3 numbers (x, y, z), got {angle!r}")
+        self.angle = [float(v) for v in a]
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        lim = np.deg2rad(self.angle)
+        return _rotation_xyz(rng.uniform(-lim, lim))
+
+
+class RandomScale(_RandomLinear):
+    """Scale each axis by its own factor ``1 + u``, ``u`` uniform in ``[-scale, scale]`` (pyskl's
+    ``RandomScale``): body sizes and proportions the training subjects did not have."""
+
+    name = "random_scale"
+
+    def __init__(self, scale: float = 0.1, channels: Sequence[str] | None = None):
+        super().__init__(channels)
+        self.scale = float(scale)
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        return np.diag(1.0 + rng.uniform(-self.scale, self.scale, 3))
+
+
+class RandomShear(_RandomLinear):
+    """Shear: the identity with its six off-diagonal entries drawn uniformly from
+    ``[-shear, shear]`` (the skeleton shear of 2s-AGCN / SkeletonCLR augmentation)."""
+
+    name = "random_shear"
+
+    def __init__(self, shear: float = 0.1, channels: Sequence[str] | None = None):
+        super().__init__(channels)
+        self.shear = float(shear)
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        a = np.eye(3)
+        off = ~np.eye(3, dtype=bool)
+        a[off] = rng.uniform(-self.shear, self.shear, 6)
+        return a
+
+
 TRANSFORMS: dict[str, type] = {cls.name: cls for cls in (
     PadTo, AutoPading, RandomChoose, RandomShift, RandomMove, PaperRandomMove, RandomFragment,
-    PreNormalize, UniformSample, Center, Stream)}
+    PreNormalize, UniformSample, Center, Stream, RandomRotate, RandomScale, RandomShear)}
 
 
 def build_pipeline(specs: Sequence[dict] | None, layout: Any = None,
