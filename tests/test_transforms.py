@@ -311,3 +311,22 @@ def test_random_linear_on_2d_keeps_the_score_channel():
     out = t(x, np.random.default_rng(1))
     np.testing.assert_allclose(out, _per_joint(x, a, 2), atol=1e-5)
     np.testing.assert_array_equal(out[2], x[2])
+
+
+def test_resample_is_np_interp_of_every_joint():
+    x = clip(t=9, v=4, m=2)
+    out = T.Resample(20, test_mode=True)(x)
+    grid = np.linspace(0, 8, 20)
+    ref = np.apply_along_axis(lambda s: np.interp(grid, np.arange(9), s), 1, x)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    np.testing.assert_array_equal(out[:, [0, -1]], x[:, [0, -1]])  # first and last frame kept
+    # training: a random crop of 50-100 % of the frames, then the same interpolation over it
+    t = T.Resample(12, p_interval=[0.5, 1.0])
+    pos = t.positions(9, np.random.default_rng(4))
+    span = pos[-1] - pos[0] + 1
+    assert 0.5 * 9 - 1 <= span <= 9 and pos[0] >= 0 and pos[-1] <= 8 and np.allclose(np.diff(pos), np.diff(pos)[0])
+    ref = np.apply_along_axis(lambda s: np.interp(pos, np.arange(9), s), 1, x)
+    np.testing.assert_allclose(t(x, np.random.default_rng(4)), ref, atol=1e-5)
+    assert T.Resample(5, test_mode=True)(x[:, :1]).shape == (3, 5, 4, 2)  # a 1-frame clip is repeated
+    with pytest.raises(ConfigError, match="p_interval"):
+        T.Resample(8, p_interval=[0.0, 1.0])

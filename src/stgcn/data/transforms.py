@@ -440,6 +440,45 @@ class UniformSample(Transform):
         return np.ascontiguousarray(y.reshape(c, self.num_clips, self.clip_len, v, m).transpose(1, 0, 2, 3, 4))
 
 
+class Resample(Transform):
+    """Stretch or squeeze the clip to ``clip_len`` frames by linear interpolation in time, the first
+    and last frame kept (CTR-GCN's ``valid_crop_resize``). Unlike ``uniform_sample``, which loops a
+    clip shorter than ``clip_len``, the motion keeps its direction: a 9-frame push does not become
+    push-jump-push. In training a random fraction ``U(p_interval)`` of the frames (at least 2) is
+    first cut at a random offset; ``test_mode`` takes the whole clip (nothing random)."""
+
+    name = "resample"
+
+    def __init__(self, clip_len: int, p_interval: float | Sequence[float] = 1.0, test_mode: bool = False):
+        self.clip_len = int(clip_len)
+        if self.clip_len < 1:
+            raise ConfigError(f"resample: clip_len must be >= 1, got {clip_len}")
+        pi = p_interval if isinstance(p_interval, list | tuple) else (p_interval, p_interval)
+        self.p_interval = (float(pi[0]), float(pi[1]))
+        if not 0 < self.p_interval[0] <= self.p_interval[1] <= 1:
+            raise ConfigError(f"resample: p_interval must satisfy 0 < lo <= hi <= 1, got {p_interval!r}")
+        self.test_mode = bool(test_mode)
+
+    def positions(self, t: int, rng: np.random.Generator | None) -> np.ndarray:
+        """The fractional source frame of each output frame (clip_len,)."""
+        start, n = 0, t
+        if not self.test_mode and t > 2:
+            lo, hi = self.p_interval
+            n = min(t, max(2, int(round(rng.uniform(lo, hi) * t))))
+            start = int(rng.integers(0, t - n + 1))
+        if self.clip_len == 1:
+            return np.array([start + (n - 1) / 2.0])
+        return start + np.linspace(0.0, n - 1, self.clip_len)
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        x = _check(x, self.name)
+        pos = self.positions(x.shape[1], rng)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, x.shape[1] - 1)
+        w = (pos - lo).astype(np.float32)[None, :, None, None]
+        return np.ascontiguousarray(x[:, lo] * (1 - w) + x[:, hi] * w, dtype=np.float32)
+
+
 class Center(Transform):
     """Move the origin. With ``value`` (the official Kinetics feeder's 0.5 for [0, 1] coordinates)
     subtract that constant; otherwise subtract the position of ``joint`` (default: the layout's
@@ -597,7 +636,7 @@ class RandomShear(_RandomLinear):
 
 TRANSFORMS: dict[str, type] = {cls.name: cls for cls in (
     PadTo, AutoPading, RandomChoose, RandomShift, RandomMove, PaperRandomMove, RandomFragment,
-    PreNormalize, UniformSample, Center, Stream, RandomRotate, RandomScale, RandomShear)}
+    PreNormalize, UniformSample, Resample, Center, Stream, RandomRotate, RandomScale, RandomShear)}
 
 
 def build_pipeline(specs: Sequence[dict] | None, layout: Any = None,
