@@ -330,3 +330,14 @@ def test_resample_is_np_interp_of_every_joint():
     assert T.Resample(5, test_mode=True)(x[:, :1]).shape == (3, 5, 4, 2)  # a 1-frame clip is repeated
     with pytest.raises(ConfigError, match="p_interval"):
         T.Resample(8, p_interval=[0.0, 1.0])
+
+
+def test_concat_streams_stacks_the_single_streams():
+    x = clip(t=7)
+    t = T.build_pipeline([{"name": "concat_streams", "kinds": ["joint", "bone", "joint-motion"]}], layout=NTU)
+    out = t(x, np.random.default_rng(0))
+    ref = [T.Stream(k, layout=NTU)(x) for k in ("joint", "bone", "joint-motion")]
+    np.testing.assert_array_equal(out, np.concatenate(ref, axis=0))
+    assert out.shape == (9, 7, 25, 2)
+    with pytest.raises(ConfigError, match="needs the layout"):
+        T.ConcatStreams(["bone"])

@@ -549,6 +549,26 @@ class Stream(Transform):
         return out
 
 
+class ConcatStreams(Transform):
+    """Several input streams stacked on the channel axis (early fusion): ``kinds=["joint", "bone"]``
+    turns (3, T, V, M) into (6, T, V, M), and the model's first layer sees both. One model instead of
+    one per stream and a score fusion (``stgcn train --streams``). Put it last in the pipeline (no
+    ``{name: stream}`` placeholder is needed: the run's ``data.stream`` must stay ``joint``)."""
+
+    name = "concat_streams"
+
+    def __init__(self, kinds: Sequence[str] = ("joint", "bone"), layout: Any = None,
+                 channels: Sequence[str] | None = None):
+        if not kinds:
+            raise ConfigError("concat_streams: kinds is empty")
+        self.kinds = list(kinds)
+        self._streams = [Stream(k, layout=layout, channels=channels) for k in self.kinds]
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        x = _check(x, self.name, (4, 5))
+        return np.concatenate([s(x) for s in self._streams], axis=-4)
+
+
 # -- random linear maps of the coordinates (small-dataset augmentation) ---------------------------
 
 def _rotation_xyz(angles_rad: np.ndarray) -> np.ndarray:
@@ -636,7 +656,8 @@ class RandomShear(_RandomLinear):
 
 TRANSFORMS: dict[str, type] = {cls.name: cls for cls in (
     PadTo, AutoPading, RandomChoose, RandomShift, RandomMove, PaperRandomMove, RandomFragment,
-    PreNormalize, UniformSample, Resample, Center, Stream, RandomRotate, RandomScale, RandomShear)}
+    PreNormalize, UniformSample, Resample, Center, Stream, ConcatStreams, RandomRotate, RandomScale,
+    RandomShear)}
 
 
 def build_pipeline(specs: Sequence[dict] | None, layout: Any = None,
