@@ -341,3 +341,14 @@ def test_concat_streams_stacks_the_single_streams():
     assert out.shape == (9, 7, 25, 2)
     with pytest.raises(ConfigError, match="needs the layout"):
         T.ConcatStreams(["bone"])
+
+
+def test_center_per_frame_subtracts_each_frames_centre_joint():
+    x = clip(t=6, v=4, m=2)
+    x[:, :, 3, 1] = 0  # a missing joint of person 1
+    out = T.Center(joint=1, per_frame=True)(x)
+    for t in range(6):
+        for m in range(2):
+            for v in range(4):
+                want = 0 if (v, m) == (3, 1) else x[:, t, v, m] - x[:, t, 1, 0]
+                np.testing.assert_allclose(out[:, t, v, m], want, atol=1e-6)

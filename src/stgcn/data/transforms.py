@@ -482,14 +482,17 @@ class Resample(Transform):
 class Center(Transform):
     """Move the origin. With ``value`` (the official Kinetics feeder's 0.5 for [0, 1] coordinates)
     subtract that constant; otherwise subtract the position of ``joint`` (default: the layout's
-    centre joint) of person 0 at its first non-empty frame. Only coordinate channels change (not a
-    'score' channel) and joints that are exactly zero (missing) stay zero. Works on 4D and 5D input."""
+    centre joint) of person 0 at its first non-empty frame, or with ``per_frame`` at every frame
+    (the body's own frame of reference: posture without the path it walks; motion streams computed
+    after it then carry no trajectory either). Only coordinate channels change (not a 'score'
+    channel) and joints that are exactly zero (missing) stay zero. Works on 4D and 5D input."""
 
     name = "center"
 
-    def __init__(self, value: float | None = None, joint: int | None = None, layout: Any = None,
-                 channels: Sequence[str] | None = None):
+    def __init__(self, value: float | None = None, joint: int | None = None, per_frame: bool = False,
+                 layout: Any = None, channels: Sequence[str] | None = None):
         self.value = None if value is None else float(value)
+        self.per_frame = bool(per_frame)
         self.joint = joint if joint is not None else (int(layout.center) if layout is not None else None)
         if self.value is None and self.joint is None:
             raise ConfigError("center: give value= (a constant) or joint= (or build it with a layout)")
@@ -503,6 +506,8 @@ class Center(Transform):
         present = (coords != 0).any(axis=-4, keepdims=True)
         if self.value is not None:
             origin = np.float32(self.value)
+        elif self.per_frame:
+            origin = coords[..., :, :, self.joint, 0][..., None, None]  # (..., C, T, 1, 1)
         else:
             valid = (coords[..., :, :, 0] != 0).any(axis=(-3, -1))  # (..., T) frames where person 0 exists
             first = valid.argmax(axis=-1)
