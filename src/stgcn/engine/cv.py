@@ -166,7 +166,6 @@ def run_cv(base: RunConfig, protocol: str, out: str | os.PathLike, *, seeds: Seq
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_yaml(base))
-    runs = []
     for fold in chosen:
         for seed in seeds:
             run_dir = out / fold.name / f"seed{seed}"
@@ -180,7 +179,8 @@ def run_cv(base: RunConfig, protocol: str, out: str | os.PathLike, *, seeds: Seq
                 else:
                     atomic_write_text(run_dir / "cv_wall.json",
                                       json.dumps({"wall_s": round(time.perf_counter() - t0, 1)}) + "\n")
-            runs.append(_read_run(fold.name, seed, run_dir, streams))
+    # read at the end: runs another process finished meanwhile count too
+    runs = [_read_run(f.name, seed, out / f.name / f"seed{seed}", streams) for f in chosen for seed in seeds]
     result = CVResult(dataset, proto.name, runs, summarize(runs, [f.name for f in chosen], seeds))
     result.files = write_report(result, proto, base, out, streams, store)
     return result
