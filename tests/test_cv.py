@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import socket
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from stgcn.cli import main
 from stgcn.data import protocols as P
 from stgcn.data.prepare import prepare_source
 from stgcn.engine import cv
+from stgcn.engine.runlock import RunLock
 from stgcn.errors import DataError
 from test_train import CLASSES, Item, synthetic_sample, tiny_config
 
@@ -92,7 +91,7 @@ def test_cv_reuses_finished_runs_and_resumes_the_rest(tmp_path, protocols, monke
     cv.run_cv(base, "lgo", out, seeds=[0], folds=["g1", "g3"])
     (out / "g3" / "seed0" / "metrics.json").unlink()  # as if killed after its last checkpoint
     trained = []
-    train_module = importlib.import_module("stgcn.engine.train")
+    train_module = importlib.import_module("stgcn.engine.training")
     real = train_module.train
     monkeypatch.setattr(train_module, "train", lambda cfg, store=None: trained.append(cfg.train.out) or
                         real(cfg, store=store))
@@ -105,9 +104,8 @@ def test_cv_leaves_a_locked_run_pending(tmp_path, protocols):
     store = make_store(tmp_path / "store", protocols)
     out = tmp_path / "cv"
     busy = out / "g2" / "seed0"
-    busy.mkdir(parents=True)
-    (busy / ".lock").write_text(f"{socket.gethostname()}:{os.getpid()}\n")  # a live process holds it
-    res = cv.run_cv(base_config(store, tmp_path), "lgo", out, seeds=[0])
+    with RunLock(busy):  # held as another live process would hold it (an flock on its own descriptor)
+        res = cv.run_cv(base_config(store, tmp_path), "lgo", out, seeds=[0])
     assert [r.status for r in res.runs] == ["done", "pending", "done"] and not res.summary["complete"]
     assert "Incomplete: 2 of 3 runs finished" in (out / "cv.md").read_text()
     assert "| g2 | – | pending |" in (out / "cv.md").read_text()
@@ -123,7 +121,7 @@ def test_cv_fuses_streams(tmp_path, protocols):
 
 
 def _no_training(monkeypatch):
-    train_module = importlib.import_module("stgcn.engine.train")
+    train_module = importlib.import_module("stgcn.engine.training")
 
     def fail(*a, **k):
         raise AssertionError("training started")

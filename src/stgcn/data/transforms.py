@@ -56,6 +56,10 @@ class Transform:
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
+    def out_channels(self, channels: int) -> int:
+        """How many channels a clip of ``channels`` has after this transform (the model's input)."""
+        return channels
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
@@ -73,6 +77,11 @@ class Compose(Transform):
         for t in self.transforms:
             x = t(x, rng)
         return x
+
+    def out_channels(self, channels: int) -> int:
+        for t in self.transforms:
+            channels = t.out_channels(channels)
+        return channels
 
     def __len__(self) -> int:
         return len(self.transforms)
@@ -574,6 +583,9 @@ class ConcatStreams(Transform):
     def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         x = _check(x, self.name, (4, 5))
         return np.concatenate([s(x) for s in self._streams], axis=-4)
+
+    def out_channels(self, channels: int) -> int:
+        return channels * len(self.kinds)
 
 
 # -- random linear maps of the coordinates (small-dataset augmentation) ---------------------------

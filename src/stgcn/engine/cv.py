@@ -119,7 +119,7 @@ def run_config(base: RunConfig, fold: Fold, seed: int, run_dir: Path, streams: S
 
 
 def _train_one(cfg: RunConfig, streams: Sequence[str], weights, store) -> None:
-    from .train import train, train_streams
+    from .training import train, train_streams
 
     if len(streams) > 1:
         train_streams(cfg, list(streams), weights=weights, store=store)
@@ -150,8 +150,8 @@ def run_cv(base: RunConfig, protocol: str, out: str | os.PathLike, *, seeds: Seq
     """Train every (fold, seed) of ``protocol`` on ``base.data.path`` (runs finished in ``out`` are
     reused) and write the report; see the module docstring."""
     from ..checkpoint import atomic_write_text
-    from .evaluate import open_data
-    from .train import RunLockedError
+    from ..data.store import open_data
+    from .runlock import RunLockedError
 
     if store is None:
         store = open_data(base.data.path, base.data.cache_dir)
