@@ -53,8 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "class (trimmed clips + a noAction class of transition pieces), threshold (trimmed clips, "
                         "a calibrated confidence threshold); the best out-of-fold one is kept (default windows)")
     g.add_argument("--window", type=int, default=12, help="windows method: rows per window (default 12)")
-    g.add_argument("--lookahead", type=int, default=3,
-                   help="windows method: the window ending at row t labels row t - LOOKAHEAD (default 3)")
+    g.add_argument("--lookahead", type=int,
+                   help="windows method: the window ending at row t labels row t - LOOKAHEAD (default 3; 0 with "
+                        "--causal)")
+    g.add_argument("--causal", action="store_true",
+                   help="train causal models (temporal convolutions over past frames only), no look-ahead")
     g.add_argument("--window-stride", type=int, default=2,
                    help="windows method: a training window every N rows of the recordings (default 2)")
     g.add_argument("--max-delay", type=float, default=1.0, help="mean decision delay allowed in calibration (s)")
@@ -221,6 +224,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         raise ConfigError(f"--methods: {bad or args.methods!r} not in {list(METHODS)}")
     s = BenchmarkSettings(out=Path(args.out), data=args.data, recipe=args.recipe, overrides=list(args.train_overrides),
                           epochs=args.epochs, methods=methods, max_delay_s=args.max_delay, threads=max(1, args.threads),
-                          window=args.window, lookahead=args.lookahead, window_stride=args.window_stride)
+                          window=args.window, window_stride=args.window_stride, causal=args.causal,
+                          lookahead=args.lookahead if args.lookahead is not None else (0 if args.causal else 3))
     run_benchmark(s)
     return 0
