@@ -156,3 +156,27 @@ def test_two_people_in_one_model_call_decide_as_each_alone(predictor):
         assert plain(online.tracks[key].decided) == plain(segment_person(scorer, config, person,
                                                                          predictor.class_names))
     assert max(calls) == 2 and len(calls) == 30  # both people due at once share one forward
+
+
+def test_settings_at_another_frame_rate_and_the_stated_lookahead():
+    cfg = SegmenterConfig(window=12, lookahead=3, smoothing=3, hysteresis=3, min_length=12, fps=6.7)
+    fast = cfg.at_rate(30.0)  # 30 / 6.7 = 4.48 times the frames
+    assert (fast.window, fast.lookahead, fast.hysteresis, fast.min_length) == (54, 13, 13, 54)
+    assert fast.smoothing == 3 and fast.fps == 30.0  # smoothing counts windows
+    assert cfg.lookahead_s == pytest.approx(3 / 6.7) and "3 frames = 0.45 s at 6.7 fps" in cfg.describe_lookahead()
+    plain = SegmenterConfig(window=8, lookahead=2)
+    assert plain.at_rate(25.0) == plain.replace(fps=25.0) and plain.lookahead_s is None
+    assert "(causal)" in SegmenterConfig(lookahead=0).describe_lookahead()
+
+
+def test_settings_for_a_model_symmetric_causal_or_calibrated():
+    from stgcn.models import create_model
+
+    sym = create_model("stgcn-tiny", layout="kinect-v1", num_classes=2)
+    causal = create_model("stgcn-tiny", layout="kinect-v1", num_classes=2, causal=True)
+    assert SegmenterConfig.for_model({}, sym, window=32).lookahead == 16  # the window's centre
+    assert SegmenterConfig.for_model({}, causal, window=32).lookahead == 0  # its last frame
+    calibrated = {"segmenter": {"window": 12, "lookahead": 3}}
+    assert SegmenterConfig.for_model(calibrated, causal) == SegmenterConfig(window=12, lookahead=3)
+    with pytest.raises(ConfigError, match="unknown settings"):
+        SegmenterConfig.for_model({"segmenter": {"windw": 3}}, sym)

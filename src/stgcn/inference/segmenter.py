@@ -74,6 +74,44 @@ class SegmenterConfig:
     def replace(self, **changes) -> SegmenterConfig:
         return SegmenterConfig(**{**asdict(self), **changes})
 
+    @property
+    def lookahead_s(self) -> float | None:
+        """The look-ahead in seconds (None when the rate is not known)."""
+        return self.lookahead / self.fps if self.fps else None
+
+    def describe_lookahead(self) -> str:
+        sec = f" = {self.lookahead_s:.2f} s at {self.fps:g} fps" if self.fps else ""
+        return f"look-ahead {self.lookahead} frames{sec}" + (" (causal)" if self.lookahead == 0 else "")
+
+    def at_rate(self, fps: float) -> SegmenterConfig:
+        """These settings for a stream of ``fps`` frames per second: the lengths calibrated at
+        ``self.fps`` (window, look-ahead, hysteresis, minimum length) scaled to it; ``smoothing``
+        counts windows and stays. Without a calibration rate only ``fps`` is recorded."""
+        if not self.fps or not fps:
+            return self.replace(fps=fps or self.fps)
+        r = float(fps) / self.fps
+
+        def scaled(n: int) -> int:
+            return max(1, round(n * r))
+
+        window = scaled(self.window)
+        return self.replace(window=window, lookahead=min(round(self.lookahead * r), window - 1),
+                            hysteresis=scaled(self.hysteresis), min_length=scaled(self.min_length), fps=float(fps))
+
+    @classmethod
+    def for_model(cls, meta: dict, model, window: int | None = None) -> SegmenterConfig:
+        """The checkpoint's calibrated settings (``meta["segmenter"]``), else the defaults over
+        ``window`` frames labelling the window's centre (its last frame for a causal model)."""
+        if meta.get("segmenter"):
+            return cls.from_json(dict(meta["segmenter"]), where="checkpoint meta 'segmenter'")
+        window = int(window or cls.window)
+        return cls(window=window, lookahead=0 if is_causal(model) else window // 2)
+
+
+def is_causal(model) -> bool:
+    """Whether the model's temporal convolutions see only past frames (``STGCNConfig.causal``)."""
+    return bool(getattr(getattr(model, "cfg", None), "causal", False))
+
 
 @dataclass(frozen=True)
 class Decided:
@@ -81,6 +119,14 @@ class Decided:
 
     segment: Segment
     decided_at: int
+
+    def to_json(self, times: Sequence[float] | None = None) -> dict:
+        """``{label, start, end, score, decided_at}`` plus ``delay_s`` (from the segment's last frame
+        to the deciding one) when the frames' ``times`` in seconds are given."""
+        out = {**self.segment.to_json(), "decided_at": int(self.decided_at)}
+        if times is not None:
+            out["delay_s"] = round(float(times[self.decided_at] - times[self.segment.end]), 3)
+        return out
 
 
 class TrackSegmenter:
@@ -176,6 +222,11 @@ class TrackSegmenter:
         self._recent.clear()
         self._smoothed = None
         return out
+
+    @property
+    def active(self) -> bool:
+        """Whether the person is in the stream (pushed since the last :meth:`finish`)."""
+        return self._smoothed is not None
 
     def current(self) -> Segment | None:
         """The open action segment so far (for an overlay), or None during "no action"."""
