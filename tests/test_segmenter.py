@@ -180,3 +180,37 @@ def test_settings_for_a_model_symmetric_causal_or_calibrated():
     assert SegmenterConfig.for_model(calibrated, causal) == SegmenterConfig(window=12, lookahead=3)
     with pytest.raises(ConfigError, match="unknown settings"):
         SegmenterConfig.for_model({"segmenter": {"windw": 3}}, sym)
+
+
+def test_background_weight_lets_an_action_win_close_calls():
+    names = ["A", "none"]
+    rows = [(0.45, 0.55)] * 6
+    plain = cfg(background="none", threshold=0.0)
+    assert feed(plain, rows, names) == []
+    assert feed(plain.replace(background_weight=0.5), rows, names) == [("A", 0, 5, 5)]  # 0.45 > 0.275
+    with pytest.raises(ConfigError, match="background_weight must be > 0"):
+        cfg(background_weight=0.0)
+
+
+def test_min_fraction_drops_runs_short_for_their_class():
+    c = cfg(min_fraction=0.5, class_lengths=(4, 10))  # A needs 2 frames, B 5
+    rows = [A] * 3 + [LOW] * 2 + [B] * 4 + [LOW] * 2 + [B] * 5
+    assert [s[:3] for s in feed(c, rows)] == [("A", 0, 2), ("B", 11, 15)]  # the 4-frame B is too short
+    assert c.at_rate(2 * 1.0).class_lengths == (4, 10)  # no calibration rate: unchanged
+    assert c.replace(fps=5.0).at_rate(10.0).class_lengths == (8, 20)
+    assert SegmenterConfig.from_json(c.to_json()) == c  # the JSON list comes back as a tuple
+    with pytest.raises(ConfigError, match="min_fraction needs class_lengths"):
+        cfg(min_fraction=0.5)
+    with pytest.raises(ConfigError, match="class_lengths has 3 entries"):
+        TrackSegmenter(cfg(class_lengths=(1, 2, 3)), ["A", "B"])
+
+
+def test_class_lengths_are_the_median_training_segment():
+    from stgcn.data.streams import utkinect_streams
+    from stgcn.inference.segment_calibration import class_lengths
+
+    streams = utkinect_streams(subjects=[1, 3])
+    names = streams[0].class_names
+    got = class_lengths(streams, [*names, "noAction"])
+    walk = sorted(s.length for st in streams for s in st.segments if s.label == names[0])
+    assert got[0] == int(np.median(walk)) and got[-1] == 0 and all(n > 0 for n in got[:-1])

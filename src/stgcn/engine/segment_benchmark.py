@@ -198,7 +198,14 @@ def _predictor(path: Path, threads: int):
 def run_method(method: str, s: BenchmarkSettings) -> dict:
     """Train, calibrate out-of-fold and test one method; returns its results and paths."""
     from ..data.streams import utkinect_streams
-    from ..inference.segment_calibration import GRID, calibrate, evaluate, objective, window_probabilities
+    from ..inference.segment_calibration import (
+        GRID,
+        calibrate,
+        class_lengths,
+        evaluate,
+        objective,
+        window_probabilities,
+    )
     from ..inference.segmenter import SegmenterConfig
 
     store = build_store(method, s)
@@ -225,11 +232,11 @@ def run_method(method: str, s: BenchmarkSettings) -> dict:
     grid = dict(GRID)
     if method == "windows":  # the model was trained for this window and look-ahead
         start = SegmenterConfig(window=s.window, lookahead=s.lookahead, smoothing=1, threshold=0.0, hysteresis=2,
-                                min_length=3, background=BACKGROUND_CLASS)
+                                min_length=3, background=BACKGROUND_CLASS, class_lengths=class_lengths(train, names))
         grid["window"], grid["lookahead"] = (s.window,), (s.lookahead,)
     else:
         start = SegmenterConfig(window=16, lookahead=4, smoothing=3, threshold=0.0 if method == "class" else 0.5,
-                                hysteresis=2, min_length=3,
+                                hysteresis=2, min_length=3, class_lengths=class_lengths(train, names),
                                 background=BACKGROUND_CLASS if method == "class" else None)
     config, calib, trials = calibrate(train, oof, names, start=start, max_delay_s=s.max_delay_s, grid=grid,
                                       log=lambda m: s.log(f"{method}: {m}"))
