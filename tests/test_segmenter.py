@@ -161,7 +161,7 @@ def test_two_people_in_one_model_call_decide_as_each_alone(predictor):
 def test_settings_at_another_frame_rate_and_the_stated_lookahead():
     cfg = SegmenterConfig(window=12, lookahead=3, smoothing=3, hysteresis=3, min_length=12, fps=6.7)
     fast = cfg.at_rate(30.0)  # 30 / 6.7 = 4.48 times the frames
-    assert (fast.window, fast.lookahead, fast.hysteresis, fast.min_length) == (54, 13, 13, 54)
+    assert (fast.window, fast.stride, fast.lookahead, fast.hysteresis, fast.min_length) == (54, 4, 13, 13, 54)
     assert fast.smoothing == 3 and fast.fps == 30.0  # smoothing counts windows
     assert cfg.lookahead_s == pytest.approx(3 / 6.7) and "3 frames = 0.45 s at 6.7 fps" in cfg.describe_lookahead()
     plain = SegmenterConfig(window=8, lookahead=2)

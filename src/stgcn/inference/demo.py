@@ -199,8 +199,8 @@ def _open(predictor: Predictor, video, camera, pose, out, *, max_people: int, de
         if made_pose:
             pose = MediaPipePose(max_people=max(max_people, predictor.contract.num_persons), detect_every=detect_every)
         segmenter = _segmenter(predictor, window, reader.fps)
-        if window is None and predictor.meta.get("segmenter"):
-            window = segmenter.window  # the calibrated window, in frames of this video
+        if predictor.meta.get("segmenter"):  # the calibrated window and stride, in frames of this video
+            window, stride = window or segmenter.window, stride or segmenter.stride
         stream = StreamRecognizer(predictor, pose.layout, window=window, stride=stride, smoothing=smoothing,
                                   topk=topk, image_size=(reader.width, reader.height), segmenter=segmenter)
         writer = H264Writer(out, reader.fps, reader.width, reader.height) if out is not None else None

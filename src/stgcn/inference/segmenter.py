@@ -102,8 +102,9 @@ class SegmenterConfig:
 
     def at_rate(self, fps: float) -> SegmenterConfig:
         """These settings for a stream of ``fps`` frames per second: the lengths calibrated at
-        ``self.fps`` (window, look-ahead, hysteresis, minimum length) scaled to it; ``smoothing``
-        counts windows and stays. Without a calibration rate only ``fps`` is recorded."""
+        ``self.fps`` (window, stride, look-ahead, hysteresis, minimum lengths) scaled to it;
+        ``smoothing`` counts windows, which come at the scaled stride, and stays. Without a
+        calibration rate only ``fps`` is recorded."""
         if not self.fps or not fps:
             return self.replace(fps=fps or self.fps)
         r = float(fps) / self.fps
@@ -113,7 +114,8 @@ class SegmenterConfig:
 
         window = scaled(self.window)
         lengths = None if self.class_lengths is None else tuple(round(n * r) for n in self.class_lengths)
-        return self.replace(window=window, lookahead=min(round(self.lookahead * r), window - 1),
+        return self.replace(window=window, stride=scaled(self.stride),
+                            lookahead=min(round(self.lookahead * r), window - 1),
                             hysteresis=scaled(self.hysteresis), min_length=scaled(self.min_length),
                             class_lengths=lengths, fps=float(fps))
 
