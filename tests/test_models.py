@@ -333,6 +333,7 @@ def test_symmetric_model_looks_ahead():
     with torch.no_grad():
         a, b = _feature_steps(model, x), _feature_steps(model, later)
     assert (a[:, :, :10] - b[:, :, :10]).abs().amax() > 1e-4  # step 10 ends at frame 20, it sees frame 22
+    assert "causal" not in model.config["params"]  # a symmetric checkpoint is byte for byte what it was
 
 
 def test_causal_conv_equals_a_sum_over_past_frames():

@@ -121,6 +121,8 @@ class STGCN(nn.Module):
         d = asdict(self.cfg)
         d["channels"] = list(d["channels"])
         d["strides"] = list(d["strides"])
+        if not d["causal"]:  # the symmetric model's config (and so its checkpoint bytes) as before the option
+            del d["causal"]
         return {"name": self.cfg.extra.get("name", "stgcn"), "params": d}
 
     def check_input(self, x: torch.Tensor) -> None:
