@@ -148,6 +148,7 @@ def test_video_gets_an_h264_overlay(client, small_video):
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["kind"] == "video" and doc["frames"] == 40 and doc["nobody"] and doc["people"] == {}
+    assert doc["segments"] == {}  # nobody, no segment
     video = client.get(doc["urls"]["video"])
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
     out = client.app.state.server.root / "check.mp4"

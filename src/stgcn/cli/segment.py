@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                              "else the segmenter's calibration rate, else 30)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a segmenter setting (window, stride, lookahead, smoothing, threshold, "
-                        "hysteresis, min_length, background)")
+                        "background, background_weight, hysteresis, min_length, min_fraction, class_lengths)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     g = p.add_argument_group("benchmark")
     g.add_argument("--benchmark", choices=["utkinect"], help="run the UTKinect untrimmed benchmark into --out")
