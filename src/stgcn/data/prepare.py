@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_save_npy, atomic_write_text, fsync_dir
-from ..contract import channel_names
 from ..errors import DataError, StgcnError
+from .sample import channel_names
 from .store import FILES, FORMAT_NAME, FORMAT_VERSION, MARKER, layout_fields
 
 PARTIAL = ".partial"
