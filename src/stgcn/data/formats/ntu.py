@@ -1,10 +1,11 @@
 """NTU RGB+D 60 / 120 ``.skeleton`` files (Kinect v2, 25 joints, text).
 
-The format is a tree of counts (frames -> bodies -> joints, see ``reference/formats.md``). A
-straightforward reader calls ``float()`` once per token and builds a dict per joint, which costs
-about 60 ms for a 300-frame two-body file. Here the whole file is tokenised once and only the
-header counts (one per frame) are walked in Python; body and joint blocks are sliced out of the
-token values without a loop per joint.
+The format is a tree of counts (frames -> bodies -> joints; the fields of each are listed in
+BODY_FIELDS and JOINT_FIELDS below, in the order of the dataset's own reader, shahroudy/NTURGB-D
+``Matlab/read_skeleton_file.m``). A straightforward reader calls ``float()`` once per token and
+builds a dict per joint, which costs about 60 ms for a 300-frame two-body file. Here the whole
+file is tokenised once and only the header counts (one per frame) are walked in Python; body and
+joint blocks are sliced out of the token values without a loop per joint.
 
 * With the C extension ``_ntu_fast`` (built by ``pip install``; optional), one pass over the bytes
   gives every token's float64 value (bit-identical to ``float(token)``), start offset and kind
@@ -73,7 +74,8 @@ _JOINT_BLOCK = NUM_JOINTS * len(JOINT_FIELDS)
 
 NAME_RE = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
 
-# Training performers of the cross-subject protocols (reference/formats.md).
+# Training performers of the cross-subject protocols (Shahroudy et al., CVPR 2016, for NTU-60; Liu
+# et al., TPAMI 2019, for NTU-120) and training cameras of cross-view (NTU-60).
 XSUB60_TRAIN = frozenset((1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38))
 XSUB120_TRAIN = XSUB60_TRAIN | frozenset((45, 46, 47, 49, 50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78,
                                           80, 81, 82, 83, 84, 85, 86, 89, 91, 92, 93, 94, 95, 97, 98, 100,
