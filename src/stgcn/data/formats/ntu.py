@@ -329,6 +329,15 @@ def _frame_count(tk: _Tokens) -> int:
     return num_frames
 
 
+def _body_count_error(tk: _Tokens, pos: int, nb: int, t: int) -> DataError:
+    """The error for frame ``t``'s body count ``nb`` (at token ``pos``): negative, or more bodies than
+    the tokens left can hold (either tokeniser; the caller tests, in its own loop)."""
+    if nb < 0:
+        return tk.error(pos, f"negative body count {nb}", t)
+    return tk.error(pos, f"frame claims {nb} bodies but the file ends before them "
+                         f"(truncated file or corrupt count)", t)
+
+
 def _parse_numpy(data: bytes, name: str) -> NTUSkeleton:
     """The path without the C extension (and for the odd token only ``float()`` reads, "1_0")."""
     tk = _Tokens(data, name)
@@ -341,10 +350,7 @@ def _parse_numpy(data: bytes, name: str) -> NTUSkeleton:
     for t in range(num_frames):
         nb = tk.int_at(pos, "the body count", frame=t)
         if nb < 0 or pos + 1 + nb * _BODY_LEN > tk.n:
-            if nb < 0:
-                raise tk.error(pos, f"negative body count {nb}", t)
-            raise tk.error(pos, f"frame claims {nb} bodies but the file ends before them "
-                                f"(truncated file or corrupt count)", t)
+            raise _body_count_error(tk, pos, nb, t)
         per_frame[t] = nb
         pos += 1
         for m in range(nb):
@@ -519,10 +525,7 @@ def _walk_frames_c(tk: _CTokens, num_frames: int) -> tuple[list[int], list[int],
             else:
                 nb = tk.int_at(pos, "the body count", frame=t)
             if nb < 0 or pos + 1 + nb * _BODY_LEN > n:
-                if nb < 0:
-                    raise tk.error(pos, f"negative body count {nb}", t)
-                raise tk.error(pos, f"frame claims {nb} bodies but the file ends before them "
-                                    f"(truncated file or corrupt count)", t)
+                raise _body_count_error(tk, pos, nb, t)
             fpos.append(pos)
             nbs.append(nb)
             pos += 1 + nb * _BODY_LEN
