@@ -74,9 +74,11 @@ class DataContract:
             raise CheckpointError(f"the data contract has {self.num_persons} person slots; at least 1 is needed")
         if self.normalization not in NORMALIZATIONS:
             raise CheckpointError(f"unknown normalisation {self.normalization!r}; known: {list(NORMALIZATIONS)}")
-        if len(self.channels) != self.in_channels:
-            raise CheckpointError(f"the data contract names {len(self.channels)} channels {list(self.channels)} "
-                                  f"but the model reads {self.in_channels}")
+        transform = self._test_transform[0]
+        fed = transform.out_channels(len(self.channels)) if transform is not None else len(self.channels)
+        if fed != self.in_channels:  # concat_streams stacks streams: 3 channels in, 9 to the model
+            raise CheckpointError(f"the data contract names {len(self.channels)} channels {list(self.channels)}, "
+                                  f"which its test pipeline turns into {fed}, but the model reads {self.in_channels}")
 
     @property
     def world(self) -> bool:

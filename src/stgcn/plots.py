@@ -185,3 +185,33 @@ def plot_label_timeline(timeline: dict[str, Sequence[dict]], class_names: Sequen
         handles = [plt.Rectangle((0, 0), 1, 1, color=colour[n]) for n in order]
         ax.legend(handles, order, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     _save(fig, path)
+
+
+def plot_cv(runs: Sequence[dict], path: str | os.PathLike, title: str = "Cross-validation") -> None:
+    """Top-1 per fold: a bar at the mean over seeds, one dot per seed, a line at the overall mean;
+    ``runs`` have fold, seed, status and top1 (``stgcn cv``'s ``cv.json`` rows)."""
+    plt = _plt()
+    done = [r for r in runs if r["status"] == "done"]
+    folds = list(dict.fromkeys(r["fold"] for r in runs))
+    x = np.arange(len(folds))
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(folds) + 3), 4.2))
+    means = []
+    for i, f in enumerate(folds):
+        acc = [100 * r["top1"] for r in done if r["fold"] == f]
+        means.append(np.mean(acc) if acc else np.nan)
+        ax.plot([i] * len(acc), acc, "o", color="black", ms=3, zorder=3)
+    ax.bar(x, np.nan_to_num(means), 0.7, color="tab:blue", alpha=0.7, label="mean over seeds")
+    if done:
+        overall = 100 * float(np.mean([r["top1"] for r in done]))
+        ax.axhline(overall, color="tab:red", lw=1.2, ls="--", label=f"mean {overall:.1f} %")
+    ax.set_xticks(x)
+    ax.set_xticklabels(folds, rotation=60 if len(folds) > 8 else 0, ha="right" if len(folds) > 8 else "center",
+                       fontsize=8)
+    ax.set_xlabel("fold (test group)")
+    ax.set_ylabel("top-1 (%)  (dots: seeds)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
