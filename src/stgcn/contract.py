@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from .data.sample import channel_names
 from .errors import CheckpointError, LayoutError, ShapeError
 from .graph import Layout, get_layout
 from .graph.layouts import NORMALIZATIONS
@@ -43,14 +44,6 @@ KINETICS_TEST_PIPELINE = ({"name": "center", "value": 0.5},)
 # Pixel coordinates are told from image fractions by their size: fractions stay within about
 # [-0.5, 1.5] even for joints estimated outside the frame.
 _PIXELS = 1.5
-
-
-def channel_names(coords: int, has_score: bool) -> list[str]:
-    """Names of the channels of a clip with ``coords`` coordinates (2 or 3) and maybe a score, in
-    the order :meth:`stgcn.data.sample.Sample.to_array` writes them."""
-    if has_score:
-        return ["x", "y", "score"]
-    return ["x", "y", "z"][:coords] if coords <= 3 else [f"c{i}" for i in range(coords)]
 
 
 @dataclass(frozen=True)

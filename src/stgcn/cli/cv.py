@@ -38,8 +38,8 @@ def _csv(text: str | None) -> list[str]:
 
 
 def _list(path: str) -> int:
+    from ..data.pickle_cache import open_data
     from ..data.protocols import protocols_for
-    from ..data.store import open_data
 
     store = open_data(path)
     name = store.meta.get("name")

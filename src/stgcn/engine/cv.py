@@ -150,7 +150,7 @@ def run_cv(base: RunConfig, protocol: str, out: str | os.PathLike, *, seeds: Seq
     """Train every (fold, seed) of ``protocol`` on ``base.data.path`` (runs finished in ``out`` are
     reused) and write the report; see the module docstring."""
     from ..checkpoint import atomic_write_text
-    from ..data.store import open_data
+    from ..data.pickle_cache import open_data
     from .runlock import RunLockedError
 
     if store is None:
