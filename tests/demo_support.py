@@ -13,12 +13,19 @@ from stgcn.models import create_model
 CLASSES = ["walk", "sit down", "stand up", "pick up"]
 
 
-def make_checkpoint(path: Path) -> Path:
-    """An untrained stgcn-tiny on kinect-v1 (a layout the MediaPipe mapping produces)."""
+# segmenter settings under which an untrained model gives segments: every window decides
+EAGER_SEGMENTER = {"window": 16, "stride": 1, "lookahead": 4, "smoothing": 1, "threshold": 0.0, "hysteresis": 1,
+                   "min_length": 1, "background": None, "fps": 25.0}
+
+
+def make_checkpoint(path: Path, segmenter: dict | None = None) -> Path:
+    """An untrained stgcn-tiny on kinect-v1 (a layout the MediaPipe mapping produces), with
+    ``segmenter`` settings in its meta when given."""
     model = create_model("stgcn-tiny", layout="kinect-v1", num_classes=len(CLASSES))
     save_model(path, model, {"class_names": CLASSES, "layout": "kinect-v1",
                              "data": {"layout": "kinect-v1", "in_channels": 3, "clip_len": 32,
-                                      "test_pipeline": [{"name": "center"}]}})
+                                      "test_pipeline": [{"name": "center"}]},
+                             **({"segmenter": segmenter} if segmenter else {})})
     return path
 
 

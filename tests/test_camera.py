@@ -289,3 +289,19 @@ def test_cli_camera(camera, checkpoint, tmp_path, cli_pose, capsys, headless):
     camera(opened=False)
     assert cli_main([*base, "--out", str(out)]) == 2
     assert "cannot open the camera" in capsys.readouterr().err
+
+
+def test_cli_camera_prints_a_line_per_decided_segment(camera, tmp_path, cli_pose, capsys, headless):
+    from demo_support import EAGER_SEGMENTER, make_checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "seg.pt", segmenter=EAGER_SEGMENTER)
+    camera(fps=25)
+    js = tmp_path / "o.json"
+    assert cli_main(["demo", "--camera", "0", "--checkpoint", str(ckpt), "--no-window", "--json", str(js),
+                     "--max-frames", "40"]) == 0
+    segs = json.loads(js.read_text())["segments"]["0"]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("person 0: ")]
+    assert segs and len(lines) == len(segs)
+    for line, s in zip(lines, segs, strict=True):
+        assert line.startswith(f"person 0: {s['label']} from {s['start'] / 25:.2f} s to {(s['end'] + 1) / 25:.2f} s")
+        assert f"decided at {s['decided_at'] / 25:.2f} s" in line

@@ -31,7 +31,22 @@ def test_segments_json_and_timeline(tmp_path, checkpoint, capsys):
         assert s["label"] in ["walk", "sit down", "stand up", "pick up"] and s["decided_at"] >= s["end"]
     assert doc["segmenter"]["window"] == 8 and doc["latency_ms"]["updates"] == 30
     assert out.with_suffix(".png").stat().st_size > 1000
-    assert "latency per update" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "latency per update" in printed and "look-ahead 2 frames" in printed
+    assert doc["segmenter"]["lookahead"] == 2 and doc["segmenter"]["lookahead_s"] is None  # no calibration rate
+
+
+def test_a_causal_checkpoint_streams_with_no_lookahead(tmp_path, capsys):
+    from stgcn.checkpoint import save_model
+    from stgcn.models import create_model
+
+    ckpt = tmp_path / "causal.pt"
+    save_model(ckpt, create_model("stgcn-tiny", layout="kinect-v1", num_classes=2, causal=True),
+               {"class_names": ["a", "b"], "layout": "kinect-v1", "data": {"test_pipeline": [{"name": "center"}]}})
+    out = tmp_path / "s.json"
+    assert main(["segment", str(_sequence(tmp_path)), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["segmenter"]["lookahead"] == 0
+    assert "look-ahead 0 frames (causal)" in capsys.readouterr().out
 
 
 def test_two_people_and_a_gap(tmp_path, checkpoint):

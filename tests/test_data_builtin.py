@@ -22,7 +22,10 @@ def _split_counts(src):
 def test_msr_action3d():
     src = open_source("msr-action3d")
     assert len(src.items) == 557 and len(src.rejects) == 10 and src.layout == "msr-action3d"
-    assert _split_counts(src) == {"xsub_train": 284, "xsub_test": 273}
+    counts = _split_counts(src)
+    assert (counts["xsub_train"], counts["xsub_test"]) == (284, 273)
+    assert set(counts) == {"xsub_train", "xsub_test"} | {f"xsubval_s{s:02d}_{p}" for s in (1, 3, 5, 7, 9)
+                                                         for p in ("train", "test")}
     assert all("files_used_in_cvpr12_paper" in r for _, r in src.rejects)
     lens = [load_item(it).num_frames for it in src.items]
     raw = {it.name: it for it in src.items}
@@ -67,7 +70,9 @@ def test_utkinect_bundled_copy():
 @needs_shared
 def test_kard():
     src = open_source("kard")
-    assert len(src.items) == 540 and _split_counts(src) == {"xsub_train": 270, "xsub_test": 270}
+    counts = _split_counts(src)
+    assert len(src.items) == 540 and (counts["xsub_train"], counts["xsub_test"]) == (270, 270)
+    assert counts["xsubval_s01_test"] == 54 and counts["xsubval_s01_train"] == 216
     s = load_item(src.items[0])
     assert s.keypoint.shape[2:] == (15, 3) and np.abs(s.keypoint).max() < 10  # metres, not mm
 

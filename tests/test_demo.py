@@ -102,3 +102,68 @@ def test_blank_video_is_nobody_there(checkpoint, small_video, tmp_path):
     doc = json.loads((tmp_path / "o.json").read_text())
     assert doc["windows"] and all(w["nobody"] and w["scene"] == [] for w in doc["windows"])
     assert "last window: nobody there" in r.summary()
+
+
+def _replayed_segments(windows, absent, class_names, config):
+    """The segments a TrackSegmenter finds from the windows' raw probabilities of track 0 (the run
+    used no smoothing and every class in its top-k), the person closed at the first window after
+    they left and at the end: an independent replay of the demo's wiring."""
+    from stgcn.inference.segmenter import TrackSegmenter
+
+    seg, last, out = TrackSegmenter(config, class_names), None, []
+    for w in windows:
+        if w.frame in absent or 0 not in w.people:
+            if last is not None and seg.active:
+                out += seg.finish(last)
+            continue
+        probs = dict(w.people[0])
+        out += seg.push(w.frame, [probs[c] for c in class_names])
+        last = w.frame
+    out += seg.finish(last)
+    return [d.segment.to_json() | {"decided_at": d.decided_at} for d in out]
+
+
+def test_segments_per_person_in_json_overlay_and_timeline(tmp_path, small_video, capsys):
+    from demo_support import EAGER_SEGMENTER, make_checkpoint
+    from stgcn.inference.segmenter import SegmenterConfig
+
+    ckpt = make_checkpoint(tmp_path / "seg.pt", segmenter=EAGER_SEGMENTER)
+    absent = range(20, 28)  # the person leaves and comes back: new segments, same track id
+    js = tmp_path / "o.json"
+    r = run_demo(video=small_video, checkpoint=ckpt, out=tmp_path / "o.mp4", json_out=js, pose=FakePose(empty=absent),
+                 smoothing="none", topk=len(CLASSES), progress=True)
+    doc = json.loads(js.read_text())
+    assert doc["window"] == 16 and doc["stride"] == 1  # the calibrated window and stride (25 fps: unscaled)
+    assert doc["segmenter"]["lookahead"] == 4 and doc["segmenter"]["lookahead_s"] == pytest.approx(4 / 25)
+    segs = doc["segments"]["0"]
+    want = _replayed_segments(r.windows, set(absent), CLASSES, SegmenterConfig.from_json(EAGER_SEGMENTER))
+    assert [{k: s[k] for k in want[0]} for s in segs] == want
+    assert all(s["label"] in CLASSES and 0 <= s["start"] <= s["end"] <= 39 for s in segs)
+    assert not any(s["start"] <= 23 <= s["end"] or s["start"] <= 27 <= s["end"] for s in segs)  # nobody there
+    assert any(s["end"] < 20 for s in segs) and any(s["start"] > 27 for s in segs)
+    assert all(s["delay_s"] == pytest.approx((s["decided_at"] - s["end"]) / 25) for s in segs)
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("person 0: ")]
+    assert len(printed) == len(segs) and f"frames {segs[0]['start']}-{segs[0]['end']}" in printed[0]
+    assert (tmp_path / "o.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"segments: {len(segs)} for 1 people" in r.summary()
+
+
+def test_overlay_shows_the_current_segment(tmp_path, small_video, monkeypatch):
+    from demo_support import EAGER_SEGMENTER, make_checkpoint
+    from stgcn.inference import draw
+
+    labels = []
+    real = draw.draw_person
+    monkeypatch.setattr(draw, "draw_person", lambda img, kp, edges, tid, label=None, *a, **k:
+                        (labels.append(label), real(img, kp, edges, tid, label, *a, **k)))
+    ckpt = make_checkpoint(tmp_path / "seg.pt", segmenter=EAGER_SEGMENTER)
+    run_demo(video=small_video, checkpoint=ckpt, out=tmp_path / "o.mp4", pose=FakePose())
+    assert labels[0].endswith("[no action]")  # the first window (look-ahead 4) has decided no frame yet
+    assert any(" since " in lab and lab.split("[")[1].split(" since")[0] in CLASSES for lab in labels if lab)
+
+
+def test_a_plain_classifier_labels_the_window_centre(checkpoint, small_video, tmp_path):
+    js = tmp_path / "o.json"
+    run_demo(video=small_video, checkpoint=checkpoint, json_out=js, pose=FakePose(), window=16, stride=4)
+    doc = json.loads(js.read_text())
+    assert doc["segmenter"]["window"] == 16 and doc["segmenter"]["lookahead"] == 8 and "segments" in doc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -133,7 +134,7 @@ def test_eval_compares_layouts_by_table(run, tmp_path):
     store, res = run
     _, meta = load_model(res.best_checkpoint)
     c = DataContract.from_meta(meta)
-    msr = DataContract(**{**c.__dict__, "layout": get_layout("msr-action3d")})
+    msr = dataclasses.replace(c, layout=get_layout("msr-action3d"))
     save_model(tmp_path / "msr.pt", create_model("stgcn-tiny", layout="msr-action3d", num_classes=3),
                {**meta, "layout": "msr-action3d", "data": msr.to_dict()})
     with pytest.raises(LayoutError, match="'kinect-v1'.*'msr-action3d'"):
@@ -177,8 +178,7 @@ def test_custom_layout_yaml_works_from_another_folder(tmp_path, monkeypatch):
 def test_pyskl_conversion_honours_the_layout_and_caches_per_layout(tmp_path):
     """A 20-joint pickle is converted in the layout asked for; another layout is another cache."""
     from stgcn.data.formats.pyskl import write_pyskl
-    from stgcn.data.pickle_cache import pickle_cache_dir
-    from stgcn.data.store import open_data
+    from stgcn.data.pickle_cache import open_data, pickle_cache_dir
 
     rng = np.random.default_rng(0)
     anns = [{"frame_dir": f"v{i}", "label": i % 2, "keypoint": rng.random((1, 8, 20, 3)).astype(np.float32)}

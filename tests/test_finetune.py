@@ -152,7 +152,11 @@ def test_finetune_other_classes_end_to_end_through_the_cli(pretrained, other_cla
     r = subprocess.run([sys.executable, "-m", "stgcn", "train", "--recipe", "small", "--model", "stgcn-tiny",
                         "--data", str(other_classes), "--out", str(out), "--init", str(pretrained), "--epochs", "1",
                         "--set", "model.kwargs={}", "--set", "data.num_workers=0", "--set", "train.progress=false",
-                        "--set", "train.tensorboard=false", "--train.freeze_backbone_epochs", "1"],
+                        "--set", "train.tensorboard=false", "--train.freeze_backbone_epochs", "1",
+                        # the checkpoint reads x, y, z: keep the input at 3 channels (no concat_streams)
+                        "--set", "data.train_pipeline=[{name: center}, {name: resample, clip_len: 32}]",
+                        "--set",
+                        "data.test_pipeline=[{name: center}, {name: resample, clip_len: 32, test_mode: true}]"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "init: " in r.stdout and "classifier replaced (4 classes here, 3 in the checkpoint)" in r.stdout

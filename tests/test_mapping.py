@@ -16,7 +16,8 @@ from stgcn.inference.mapping import (
     mediapipe_world_to_kinect,
 )
 
-# The tables of pose-and-video.md §3, written out independently of the module.
+# MediaPipe-33 and COCO-17 -> OpenPose-18 (None = shoulder midpoint), written out independently of the module;
+# test_names_agree_after_mapping checks them joint name by joint name.
 MP2OP = [0, None, 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27, 5, 2, 8, 7]
 CO2OP = [0, None, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3]
 MP_NAMES = get_layout("mediapipe").joint_names

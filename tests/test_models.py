@@ -285,3 +285,69 @@ def test_local_conv_rebuilds_from_its_config():
     m = stgcn.create_model("local-conv", layout="openpose", num_classes=3)
     m2 = stgcn.create_model(**m.config)  # its config carries the fields the model fixes itself
     assert m2.cfg.local and m2.edge_importance is None and m2.config == m.config
+
+
+def _randomised_eval(model):
+    """Eval mode with non-trivial batch-norm statistics, so that folding them is tested too."""
+    torch.manual_seed(1)
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.running_mean.normal_(0, 0.3)
+            mod.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def _feature_steps(model, x):
+    feat, _ = model.extract_features(x)  # (N, C', T', V, M)
+    return feat
+
+
+@pytest.mark.parametrize("name", ["stgcn", "stgcn-tiny"])
+def test_causal_model_outputs_do_not_depend_on_later_frames(name):
+    from stgcn.models import optimize_for_inference
+
+    kw = {"channels": (8, 8, 16, 16), "strides": (1, 2, 1, 2)} if name == "stgcn" else {}
+    model = _randomised_eval(stgcn.create_model(name, layout="kinect-v1", num_classes=4, causal=True, **kw))
+    stride = 4 if name == "stgcn" else 2          # total temporal stride: feature step j ends at frame stride * j
+    x = torch.randn(1, 3, 40, 20, 1)
+    t = 21
+    later = x.clone()
+    later[:, :, t + 1:] = torch.randn_like(later[:, :, t + 1:]) * 3  # every frame after t changed
+    fused = optimize_for_inference(model)
+    for m in (model, fused):
+        with torch.no_grad():
+            a, b = _feature_steps(m, x), _feature_steps(m, later)
+        keep = t // stride + 1                     # steps 0 .. t // stride read frames <= t only
+        torch.testing.assert_close(a[:, :, :keep], b[:, :, :keep], rtol=0, atol=0)
+        assert (a[:, :, keep:] - b[:, :, keep:]).abs().amax() > 1e-3  # ... and the later ones do change
+    with torch.no_grad():
+        torch.testing.assert_close(_feature_steps(fused, x), _feature_steps(model, x), rtol=1e-4, atol=1e-4)
+    assert fused.config["params"]["causal"] and stgcn.create_model(**model.config).cfg.causal
+
+
+def test_symmetric_model_looks_ahead():
+    model = _randomised_eval(stgcn.create_model("stgcn-tiny", layout="kinect-v1", num_classes=4))
+    x = torch.randn(1, 3, 40, 20, 1)
+    later = x.clone()
+    later[:, :, 22:] += 1.0
+    with torch.no_grad():
+        a, b = _feature_steps(model, x), _feature_steps(model, later)
+    assert (a[:, :, :10] - b[:, :, :10]).abs().amax() > 1e-4  # step 10 ends at frame 20, it sees frame 22
+    assert "causal" not in model.config["params"]  # a symmetric checkpoint is byte for byte what it was
+
+
+def test_causal_conv_equals_a_sum_over_past_frames():
+    from stgcn.nn.block import CausalConv2d
+
+    torch.manual_seed(0)
+    conv = CausalConv2d(3, 2, (5, 1), (2, 1))
+    x = torch.randn(1, 3, 11, 4)
+    w, bias = conv.weight, conv.bias           # (2, 3, 5, 1), (2,)
+    want = torch.zeros(1, 2, 6, 4)
+    for j in range(6):                         # output step j: frames 2j - 4 .. 2j (zeros before frame 0)
+        for k in range(5):
+            f = 2 * j - 4 + k
+            if f >= 0:
+                want[0, :, j] += torch.einsum("oc,cv->ov", w[:, :, k, 0], x[0, :, f])
+        want[0, :, j] += bias[:, None]
+    torch.testing.assert_close(conv(x), want, rtol=1e-5, atol=1e-5)

@@ -50,21 +50,32 @@ def test_window_labels_are_the_frame_lookahead_rows_before_the_end(tmp_path):
         assert it.label == (10 if frames[t - 3] == BACKGROUND else frames[t - 3])
 
 
+def test_a_causal_benchmark_has_no_lookahead(tmp_path):
+    from stgcn.engine.segment_benchmark import run_benchmark
+    from stgcn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no look-ahead; found lookahead 3"):
+        run_benchmark(BenchmarkSettings(out=tmp_path, causal=True, lookahead=3))
+
+
 @pytest.mark.slow
-def test_tiny_benchmark_end_to_end(tmp_path):
+@pytest.mark.parametrize("causal", [False, True])
+def test_tiny_benchmark_end_to_end(tmp_path, causal):
     from stgcn.checkpoint import load_model
     from stgcn.cli import main
 
     out = tmp_path / "bench"
     assert main(["segment", "--benchmark", "utkinect", "--out", str(out), "--epochs", "1", "--window-stride", "16",
-                 "--train-set", "model.name=stgcn-tiny", "--train-set", "model.kwargs={}"]) == 0
+                 "--train-set", "model.name=stgcn-tiny", "--train-set", "model.kwargs={}",
+                 *(["--causal"] if causal else [])]) == 0
     summary = json.loads((out / "metrics.json").read_text())
     test = summary["methods"]["windows"]["test"]
     assert {"accuracy", "edit", "f1@10", "f1@25", "f1@50", "delay_s"} <= set(test)
     assert summary["latency"]["updates"] > 500
-    _, meta = load_model(out / "segmenter.pt")
+    model, meta = load_model(out / "segmenter.pt")
     assert meta["segmenter"]["background"] == BACKGROUND_CLASS and meta["data"]["num_persons"] == 1
     assert meta["segmenter"]["fps"] == pytest.approx(6.7, abs=1.0)   # UTKinect's skeleton rows per second
+    assert model.cfg.causal == causal and meta["segmenter"]["lookahead"] == (0 if causal else 3)
     assert sorted(p.stem for p in (out / "streams").glob("*.png")) == \
         sorted(st.name for st in utkinect_streams(subjects=TEST_SUBJECTS))
     doc = json.loads((out / "streams" / "s02_e01.json").read_text())

@@ -156,3 +156,61 @@ def test_two_people_in_one_model_call_decide_as_each_alone(predictor):
         assert plain(online.tracks[key].decided) == plain(segment_person(scorer, config, person,
                                                                          predictor.class_names))
     assert max(calls) == 2 and len(calls) == 30  # both people due at once share one forward
+
+
+def test_settings_at_another_frame_rate_and_the_stated_lookahead():
+    cfg = SegmenterConfig(window=12, lookahead=3, smoothing=3, hysteresis=3, min_length=12, fps=6.7)
+    fast = cfg.at_rate(30.0)  # 30 / 6.7 = 4.48 times the frames
+    assert (fast.window, fast.stride, fast.lookahead, fast.hysteresis, fast.min_length) == (54, 4, 13, 13, 54)
+    assert fast.smoothing == 3 and fast.fps == 30.0  # smoothing counts windows
+    assert cfg.lookahead_s == pytest.approx(3 / 6.7) and "3 frames = 0.45 s at 6.7 fps" in cfg.describe_lookahead()
+    plain = SegmenterConfig(window=8, lookahead=2)
+    assert plain.at_rate(25.0) == plain.replace(fps=25.0) and plain.lookahead_s is None
+    assert "(causal)" in SegmenterConfig(lookahead=0).describe_lookahead()
+
+
+def test_settings_for_a_model_symmetric_causal_or_calibrated():
+    from stgcn.models import create_model
+
+    sym = create_model("stgcn-tiny", layout="kinect-v1", num_classes=2)
+    causal = create_model("stgcn-tiny", layout="kinect-v1", num_classes=2, causal=True)
+    assert SegmenterConfig.for_model({}, sym, window=32).lookahead == 16  # the window's centre
+    assert SegmenterConfig.for_model({}, causal, window=32).lookahead == 0  # its last frame
+    calibrated = {"segmenter": {"window": 12, "lookahead": 3}}
+    assert SegmenterConfig.for_model(calibrated, causal) == SegmenterConfig(window=12, lookahead=3)
+    with pytest.raises(ConfigError, match="unknown settings"):
+        SegmenterConfig.for_model({"segmenter": {"windw": 3}}, sym)
+
+
+def test_background_weight_lets_an_action_win_close_calls():
+    names = ["A", "none"]
+    rows = [(0.45, 0.55)] * 6
+    plain = cfg(background="none", threshold=0.0)
+    assert feed(plain, rows, names) == []
+    assert feed(plain.replace(background_weight=0.5), rows, names) == [("A", 0, 5, 5)]  # 0.45 > 0.275
+    with pytest.raises(ConfigError, match="background_weight must be > 0"):
+        cfg(background_weight=0.0)
+
+
+def test_min_fraction_drops_runs_short_for_their_class():
+    c = cfg(min_fraction=0.5, class_lengths=(4, 10))  # A needs 2 frames, B 5
+    rows = [A] * 3 + [LOW] * 2 + [B] * 4 + [LOW] * 2 + [B] * 5
+    assert [s[:3] for s in feed(c, rows)] == [("A", 0, 2), ("B", 11, 15)]  # the 4-frame B is too short
+    assert c.at_rate(2 * 1.0).class_lengths == (4, 10)  # no calibration rate: unchanged
+    assert c.replace(fps=5.0).at_rate(10.0).class_lengths == (8, 20)
+    assert SegmenterConfig.from_json(c.to_json()) == c  # the JSON list comes back as a tuple
+    with pytest.raises(ConfigError, match="min_fraction needs class_lengths"):
+        cfg(min_fraction=0.5)
+    with pytest.raises(ConfigError, match="class_lengths has 3 entries"):
+        TrackSegmenter(cfg(class_lengths=(1, 2, 3)), ["A", "B"])
+
+
+def test_class_lengths_are_the_median_training_segment():
+    from stgcn.data.streams import utkinect_streams
+    from stgcn.inference.segment_calibration import class_lengths
+
+    streams = utkinect_streams(subjects=[1, 3])
+    names = streams[0].class_names
+    got = class_lengths(streams, [*names, "noAction"])
+    walk = sorted(s.length for st in streams for s in st.segments if s.label == names[0])
+    assert got[0] == int(np.median(walk)) and got[-1] == 0 and all(n > 0 for n in got[:-1])

@@ -268,3 +268,93 @@ def test_pre_normalize_defaults_are_ntu_joints_found_by_name():
     default, ntu = T.PreNormalize(), T.PreNormalize(layout=get_layout("ntu-rgb+d"))
     for p in (default, ntu):  # pyskl's PreNormalize3D constants: 1; 0 -> 1; 8 -> 4
         assert (p.center_joint, p.zaxis, p.xaxis) == (1, [0, 1], [8, 4])
+
+
+def _per_joint(x, a, nc):
+    """x' = A x for every joint of every frame and person, by loops."""
+    out = x.copy()
+    for t in range(x.shape[1]):
+        for v in range(x.shape[2]):
+            for m in range(x.shape[3]):
+                out[:nc, t, v, m] = a[:nc, :nc] @ x[:nc, t, v, m]
+    return out
+
+
+def test_random_rotate_is_scipy_euler_xyz_per_joint():
+    rotation = pytest.importorskip("scipy.spatial.transform").Rotation
+    t = T.RandomRotate(angle=[10, 20, 30])
+    x = clip(t=6, v=5, m=2, zero_tail=2)
+    draw = np.random.default_rng(3).uniform(-np.deg2rad([10, 20, 30]), np.deg2rad([10, 20, 30]))
+    a = t.sample(np.random.default_rng(3))
+    # extrinsic x, then y, then z: the matrix Rz Ry Rx
+    np.testing.assert_allclose(a, rotation.from_euler("xyz", draw).as_matrix(), atol=1e-12)
+    out = t(x, np.random.default_rng(3))
+    np.testing.assert_allclose(out, _per_joint(x, a, 3), atol=1e-5)
+    assert not out[:, 4:].any()  # missing (zero) frames stay zero
+    np.testing.assert_allclose(np.linalg.norm(out, axis=0), np.linalg.norm(x, axis=0), atol=1e-5)
+    angles = [rotation.from_matrix(T.RandomRotate(5.0).sample(np.random.default_rng(s))).as_euler("xyz", degrees=True)
+              for s in range(50)]
+    assert np.abs(angles).max() <= 5.0 + 1e-9 and np.abs(angles).max() > 4.0
+    with pytest.raises(ConfigError, match="3 numbers"):
+        T.RandomRotate(angle=[1, 2])
+
+
+def test_random_scale_and_shear_draws_and_per_joint_map():
+    x = clip(t=5, v=4, m=1)
+    for t, check in ((T.RandomScale(0.2), lambda a: np.allclose(a, np.diag(np.diag(a)))
+                      and (np.abs(np.diag(a) - 1) <= 0.2).all()),
+                     (T.RandomShear(0.3), lambda a: np.allclose(np.diag(a), 1)
+                      and (np.abs(a - np.eye(3)) <= 0.3).all() and (a != np.eye(3)).sum() == 6)):
+        a = t.sample(np.random.default_rng(5))
+        assert check(a)
+        np.testing.assert_allclose(t(x, np.random.default_rng(5)), _per_joint(x, a, 3), atol=1e-5)
+
+
+def test_random_linear_on_2d_keeps_the_score_channel():
+    x = clip(t=4, v=3, m=1)
+    t = T.build_pipeline([{"name": "random_rotate", "angle": 40}], channels=["x", "y", "score"]).transforms[0]
+    a = t.sample(np.random.default_rng(1))
+    out = t(x, np.random.default_rng(1))
+    np.testing.assert_allclose(out, _per_joint(x, a, 2), atol=1e-5)
+    np.testing.assert_array_equal(out[2], x[2])
+
+
+def test_resample_is_np_interp_of_every_joint():
+    x = clip(t=9, v=4, m=2)
+    out = T.Resample(20, test_mode=True)(x)
+    grid = np.linspace(0, 8, 20)
+    ref = np.apply_along_axis(lambda s: np.interp(grid, np.arange(9), s), 1, x)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    np.testing.assert_array_equal(out[:, [0, -1]], x[:, [0, -1]])  # first and last frame kept
+    # training: a random crop of 50-100 % of the frames, then the same interpolation over it
+    t = T.Resample(12, p_interval=[0.5, 1.0])
+    pos = t.positions(9, np.random.default_rng(4))
+    span = pos[-1] - pos[0] + 1
+    assert 0.5 * 9 - 1 <= span <= 9 and pos[0] >= 0 and pos[-1] <= 8 and np.allclose(np.diff(pos), np.diff(pos)[0])
+    ref = np.apply_along_axis(lambda s: np.interp(pos, np.arange(9), s), 1, x)
+    np.testing.assert_allclose(t(x, np.random.default_rng(4)), ref, atol=1e-5)
+    assert T.Resample(5, test_mode=True)(x[:, :1]).shape == (3, 5, 4, 2)  # a 1-frame clip is repeated
+    with pytest.raises(ConfigError, match="p_interval"):
+        T.Resample(8, p_interval=[0.0, 1.0])
+
+
+def test_concat_streams_stacks_the_single_streams():
+    x = clip(t=7)
+    t = T.build_pipeline([{"name": "concat_streams", "kinds": ["joint", "bone", "joint-motion"]}], layout=NTU)
+    out = t(x, np.random.default_rng(0))
+    ref = [T.Stream(k, layout=NTU)(x) for k in ("joint", "bone", "joint-motion")]
+    np.testing.assert_array_equal(out, np.concatenate(ref, axis=0))
+    assert out.shape == (9, 7, 25, 2)
+    with pytest.raises(ConfigError, match="needs the layout"):
+        T.ConcatStreams(["bone"])
+
+
+def test_center_per_frame_subtracts_each_frames_centre_joint():
+    x = clip(t=6, v=4, m=2)
+    x[:, :, 3, 1] = 0  # a missing joint of person 1
+    out = T.Center(joint=1, per_frame=True)(x)
+    for t in range(6):
+        for m in range(2):
+            for v in range(4):
+                want = 0 if (v, m) == (3, 1) else x[:, t, v, m] - x[:, t, 1, 0]
+                np.testing.assert_allclose(out[:, t, v, m], want, atol=1e-6)

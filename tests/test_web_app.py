@@ -50,7 +50,7 @@ def test_a_skeleton_array_gets_people_timeline_and_image(client):
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["kind"] == "skeleton" and doc["frames"] == 120 and doc["persons"] == 2 and not doc["nobody"]
-    assert set(doc["people"]) == {"0", "1"} and doc["segments"] is None
+    assert set(doc["people"]) == {"0", "1"} and set(doc["segments"]) == {"0", "1"}
     for top in doc["people"].values():
         assert len(top) == 3 and {t["label"] for t in top} <= set(client.get("/api/model").json()["classes"])
         assert all(0 <= t["score"] <= 1 for t in top) and top[0]["score"] >= top[-1]["score"]
@@ -148,6 +148,7 @@ def test_video_gets_an_h264_overlay(client, small_video):
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["kind"] == "video" and doc["frames"] == 40 and doc["nobody"] and doc["people"] == {}
+    assert doc["segments"] == {}  # nobody, no segment
     video = client.get(doc["urls"]["video"])
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
     out = client.app.state.server.root / "check.mp4"
@@ -208,3 +209,28 @@ def test_serve_cli_binds_to_localhost_and_uses_the_shipped_model(monkeypatch, ca
     assert "anyone who can reach this machine" in capsys.readouterr().err
     assert main(["serve", "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+def test_skeleton_segments_are_those_of_the_online_segmenter(tmp_path):
+    """The job's segments (offline, batched windows) equal a frame-by-frame OnlineSegmenter run, the
+    path of `stgcn segment`; a person absent for a while gets new segments under the same id."""
+    from demo_support import EAGER_SEGMENTER, make_checkpoint
+    from stgcn.inference.predictor import Predictor
+    from stgcn.inference.segmenter import OnlineSegmenter, SegmenterConfig
+    from stgcn.web.jobs import run_job
+
+    p = Predictor.from_checkpoint(make_checkpoint(tmp_path / "seg.pt", segmenter=EAGER_SEGMENTER))
+    arr = skeleton(t=90, m=2, seed=4)
+    arr[1, 30:45] = 0  # person 1 leaves and comes back
+    (tmp_path / "a.npy").write_bytes(npy_bytes(arr))
+    job = {"kind": "skeleton", "path": str(tmp_path / "a.npy"), "folder": str(tmp_path), "filename": "a.npy",
+           "topk": 3, "max_frames": 500}
+    doc = run_job(p, job)
+    online = OnlineSegmenter(p, SegmenterConfig.from_json(EAGER_SEGMENTER))
+    for t in range(90):
+        online.update(t, {str(m): arr[m, t] for m in range(2) if np.any(arr[m, t])})
+    online.finish()
+    want = {k: [d.to_json() for d in v.decided] for k, v in online.tracks.items()}
+    assert doc["segments"] == want and all(want.values())
+    assert not any(s["start"] <= 37 <= s["end"] for s in doc["segments"]["1"])
+    assert (tmp_path / "timeline.png").read_bytes()[:4] == b"\x89PNG"

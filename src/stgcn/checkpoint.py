@@ -95,7 +95,7 @@ def save_model(path: str | Path, model: nn.Module, meta: dict | None = None, **e
 
 
 def build_from_checkpoint(ckpt: dict, source: str = "checkpoint") -> tuple[nn.Module, dict]:
-    from .models import create_model
+    from .models.registry import build_model
 
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{source}: not an stgcn checkpoint (no 'format': 'stgcn' entry). For a checkpoint "
@@ -104,7 +104,7 @@ def build_from_checkpoint(ckpt: dict, source: str = "checkpoint") -> tuple[nn.Mo
         raise CheckpointError(f"{source}: checkpoint format version {ckpt['version']} is newer than this "
                               f"stgcn ({FORMAT_VERSION}); upgrade stgcn")
     cfg = ckpt["model_config"]
-    model = create_model(cfg["name"], params=cfg["params"])
+    model = build_model(cfg["name"], params=cfg["params"])
     load_state_dict_strict(model, ckpt["state_dict"], source)
     model.eval()
     return model, dict(ckpt.get("meta", {}))

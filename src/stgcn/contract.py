@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from .data.sample import channel_names
 from .errors import CheckpointError, LayoutError, ShapeError
 from .graph import Layout, get_layout
 from .graph.layouts import NORMALIZATIONS
@@ -43,14 +44,6 @@ KINETICS_TEST_PIPELINE = ({"name": "center", "value": 0.5},)
 # Pixel coordinates are told from image fractions by their size: fractions stay within about
 # [-0.5, 1.5] even for joints estimated outside the frame.
 _PIXELS = 1.5
-
-
-def channel_names(coords: int, has_score: bool) -> list[str]:
-    """Names of the channels of a clip with ``coords`` coordinates (2 or 3) and maybe a score, in
-    the order :meth:`stgcn.data.sample.Sample.to_array` writes them."""
-    if has_score:
-        return ["x", "y", "score"]
-    return ["x", "y", "z"][:coords] if coords <= 3 else [f"c{i}" for i in range(coords)]
 
 
 @dataclass(frozen=True)
@@ -74,9 +67,11 @@ class DataContract:
             raise CheckpointError(f"the data contract has {self.num_persons} person slots; at least 1 is needed")
         if self.normalization not in NORMALIZATIONS:
             raise CheckpointError(f"unknown normalisation {self.normalization!r}; known: {list(NORMALIZATIONS)}")
-        if len(self.channels) != self.in_channels:
-            raise CheckpointError(f"the data contract names {len(self.channels)} channels {list(self.channels)} "
-                                  f"but the model reads {self.in_channels}")
+        transform = self._test_transform[0]
+        fed = transform.out_channels(len(self.channels)) if transform is not None else len(self.channels)
+        if fed != self.in_channels:  # concat_streams stacks streams: 3 channels in, 9 to the model
+            raise CheckpointError(f"the data contract names {len(self.channels)} channels {list(self.channels)}, "
+                                  f"which its test pipeline turns into {fed}, but the model reads {self.in_channels}")
 
     @property
     def world(self) -> bool:

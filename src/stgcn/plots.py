@@ -126,10 +126,12 @@ def plot_ablation(rows: Sequence[dict], path: str | os.PathLike, title: str = "A
 def plot_timeline(rows: Sequence[tuple[str, Sequence]], class_names: Sequence[str], num_frames: int,
                   path: str | os.PathLike, title: str = "Action segments", fps: float | None = None) -> None:
     """One horizontal row per entry of ``rows`` (``(name, segments)``; segments with ``label``,
-    ``start``, ``end``, inclusive frames), one colour per class, white for "no action".
+    ``start``, ``end``, inclusive frames, and optionally ``score``), one colour per class, white for
+    "no action"; a segment with a score is drawn more opaque the higher it is.
 
-    Callers put a person's ground truth on the row beside its prediction. With ``fps`` the axis
-    is in seconds, else in frames.
+    The one timeline picture of the package: ``stgcn segment`` (prediction beside the ground truth),
+    the demo and ``stgcn serve`` (each person's segments beside their window labels,
+    :func:`window_spans`). With ``fps`` the axis is in seconds, else in frames.
     """
     from matplotlib.patches import Patch
 
@@ -137,51 +139,68 @@ def plot_timeline(rows: Sequence[tuple[str, Sequence]], class_names: Sequence[st
     cmap = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
     colour = {name: cmap(i % cmap.N) for i, name in enumerate(class_names)}
     scale = 1.0 / fps if fps else 1.0
-    fig, ax = plt.subplots(figsize=(12, 0.6 * len(rows) + 1.6))
+    fig, ax = plt.subplots(figsize=(12, 0.6 * max(1, len(rows)) + 1.6))
     for y, (_, segments) in enumerate(rows):
         for s in segments:
+            score = getattr(s, "score", None)
             ax.barh(y, (s.end - s.start + 1) * scale, left=s.start * scale, height=0.7,
-                    color=colour.get(s.label, "black"), edgecolor="none")
-    ax.set_yticks(range(len(rows)), [name for name, _ in rows])
+                    color=colour.get(s.label, "black"), edgecolor="none",
+                    alpha=1.0 if score is None else 0.35 + 0.65 * float(score))
+    ax.set_yticks(range(max(1, len(rows))), [name for name, _ in rows] or ["nobody"])
+    ax.set_ylim(-0.6, max(1, len(rows)) - 0.4)
     ax.invert_yaxis()
     ax.set_xlim(0, num_frames * scale)
     ax.set_xlabel("time (s)" if fps else "frame")
-    ax.set_title(title)
+    ax.set_title(title + ("" if rows else ": nobody there"))
     used = [n for n in class_names if any(s.label == n for _, segs in rows for s in segs)]
-    ax.legend(handles=[Patch(color=colour[n], label=n) for n in used], loc="upper center",
-              bbox_to_anchor=(0.5, -0.35 if len(rows) < 3 else -0.15), ncol=min(len(used), 6) or 1, fontsize=8,
-              frameon=False)
+    if used:
+        ax.legend(handles=[Patch(color=colour[n], label=n) for n in used], loc="upper center",
+                  bbox_to_anchor=(0.5, -0.35 if len(rows) < 3 else -0.15), ncol=min(len(used), 6), fontsize=8,
+                  frameon=False)
     ax.grid(axis="x", alpha=0.3)
     _save(fig, path)
 
 
-def plot_label_timeline(timeline: dict[str, Sequence[dict]], class_names: Sequence[str], path: str | os.PathLike,
-                        fps: float | None = None, title: str = "Labels over time") -> None:
-    """One row per person: the top-1 label of each window as a coloured span ending at the window's
-    last frame (from the previous window's end), from rows ``{"start", "frame", "label", "score"}``."""
+def window_spans(windows: Sequence[dict]) -> list:
+    """Window labels as segments for :func:`plot_timeline`: each window's top-1 label (rows
+    ``{"start", "frame", "label", "score"}``) over the frames since the previous window's end (its
+    whole span for the first one, or after a gap)."""
+    from .segmentation import Segment
+
+    out, prev = [], None
+    for w in windows:
+        begin = w["start"] if prev is None or prev < w["start"] else prev + 1
+        if begin <= w["frame"]:
+            out.append(Segment(w["label"], int(begin), int(w["frame"]), float(w["score"])))
+        prev = w["frame"]
+    return out
+
+
+def plot_cv(runs: Sequence[dict], path: str | os.PathLike, title: str = "Cross-validation") -> None:
+    """Top-1 per fold: a bar at the mean over seeds, one dot per seed, a line at the overall mean;
+    ``runs`` have fold, seed, status and top1 (``stgcn cv``'s ``cv.json`` rows)."""
     plt = _plt()
-    cmap = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
-    colour = {name: cmap(i % cmap.N) for i, name in enumerate(class_names)}
-    scale = 1.0 / fps if fps else 1.0
-    people = list(timeline)
-    fig, ax = plt.subplots(figsize=(10, 0.6 + 0.55 * max(1, len(people))))
-    seen: dict[str, object] = {}
-    for row, pid in enumerate(people):
-        prev = None
-        for w in timeline[pid]:
-            begin = w["start"] if prev is None or prev < w["start"] else prev + 1
-            bar = ax.broken_barh([(begin * scale, (w["frame"] + 1 - begin) * scale)], (row - 0.4, 0.8),
-                                 facecolors=colour.get(w["label"], "grey"), alpha=0.35 + 0.65 * float(w["score"]))
-            seen.setdefault(w["label"], bar)
-            prev = w["frame"]
-    ax.set_yticks(range(max(1, len(people))), [f"person {p}" for p in people] or ["nobody"])
-    ax.set_ylim(-0.6, max(1, len(people)) - 0.4)
-    ax.invert_yaxis()
-    ax.set_xlabel("time (s)" if fps else "frame")
-    ax.set_title(title + ("" if people else ": nobody there"))
-    ax.grid(axis="x", alpha=0.3)
-    if seen:
-        order = [n for n in class_names if n in seen]
-        handles = [plt.Rectangle((0, 0), 1, 1, color=colour[n]) for n in order]
-        ax.legend(handles, order, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    done = [r for r in runs if r["status"] == "done"]
+    folds = list(dict.fromkeys(r["fold"] for r in runs))
+    x = np.arange(len(folds))
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(folds) + 3), 4.2))
+    means = []
+    for i, f in enumerate(folds):
+        acc = [100 * r["top1"] for r in done if r["fold"] == f]
+        means.append(np.mean(acc) if acc else np.nan)
+        ax.plot([i] * len(acc), acc, "o", color="black", ms=3, zorder=3)
+    ax.bar(x, np.nan_to_num(means), 0.7, color="tab:blue", alpha=0.7, label="mean over seeds")
+    if done:
+        overall = 100 * float(np.mean([r["top1"] for r in done]))
+        ax.axhline(overall, color="tab:red", lw=1.2, ls="--", label=f"mean {overall:.1f} %")
+    ax.set_xticks(x)
+    ax.set_xticklabels(folds, rotation=60 if len(folds) > 8 else 0, ha="right" if len(folds) > 8 else "center",
+                       fontsize=8)
+    ax.set_xlabel("fold (test group)")
+    ax.set_ylabel("top-1 (%)  (dots: seeds)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
     _save(fig, path)

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "eval": "evaluate",
     "fuse": "fuse",
     "ablation": "ablation",
+    "cv": "cv",
     "quickstart": "quickstart",
     "predict": "predict",
     "demo": "demo",

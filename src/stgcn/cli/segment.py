@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                              "else the segmenter's calibration rate, else 30)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a segmenter setting (window, stride, lookahead, smoothing, threshold, "
-                        "hysteresis, min_length, background)")
+                        "background, background_weight, hysteresis, min_length, min_fraction, class_lengths)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     g = p.add_argument_group("benchmark")
     g.add_argument("--benchmark", choices=["utkinect"], help="run the UTKinect untrimmed benchmark into --out")
@@ -53,21 +53,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "class (trimmed clips + a noAction class of transition pieces), threshold (trimmed clips, "
                         "a calibrated confidence threshold); the best out-of-fold one is kept (default windows)")
     g.add_argument("--window", type=int, default=12, help="windows method: rows per window (default 12)")
-    g.add_argument("--lookahead", type=int, default=3,
-                   help="windows method: the window ending at row t labels row t - LOOKAHEAD (default 3)")
+    g.add_argument("--lookahead", type=int,
+                   help="windows method: the window ending at row t labels row t - LOOKAHEAD (default 3; 0 with "
+                        "--causal)")
+    g.add_argument("--causal", action="store_true",
+                   help="train causal models (temporal convolutions over past frames only), no look-ahead")
     g.add_argument("--window-stride", type=int, default=2,
                    help="windows method: a training window every N rows of the recordings (default 2)")
     g.add_argument("--max-delay", type=float, default=1.0, help="mean decision delay allowed in calibration (s)")
     p.set_defaults(func=run)
 
 
-def _config(meta: dict, overrides: list[str]):
+def _config(meta: dict, overrides: list[str], model=None):
     import yaml
 
     from ..errors import ConfigError
     from ..inference.segmenter import SegmenterConfig
 
-    doc = dict(meta.get("segmenter") or {})
+    doc = SegmenterConfig.for_model(meta, model).to_json()
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
@@ -108,7 +111,7 @@ def _segment(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     predictor = Predictor.from_checkpoint(args.checkpoint)
-    config = _config(predictor.meta, args.overrides)
+    config = _config(predictor.meta, args.overrides, predictor.model)
     if not predictor.meta.get("segmenter") and not args.overrides:
         print("note: the checkpoint carries no calibrated segmenter settings (meta['segmenter']); using the "
               "defaults. `stgcn segment --benchmark utkinect` writes a calibrated segmenter.pt", file=sys.stderr)
@@ -131,7 +134,7 @@ def _segment(args: argparse.Namespace) -> int:
     if truth is not None:
         doc["metrics"] = _metrics(found, truth, predictor.class_names, sample.num_frames, times)
         doc["ground_truth"] = [s.to_json() for s in truth]
-    _print(doc, predictor.class_names)
+    _print(doc, config)
     if args.out:
         _write(Path(args.out), doc, found, truth, predictor.class_names, sample.num_frames)
     return 0
@@ -153,13 +156,10 @@ def _times(sample, fps: float | None, default_fps: float | None = None):
 def _document(path, checkpoint, config, found, times, latencies) -> dict:
     import numpy as np
 
-    def entry(d) -> dict:
-        return {**d.segment.to_json(), "decided_at": int(d.decided_at),
-                "delay_s": round(float(times[d.decided_at] - times[d.segment.end]), 3)}
-
     lat = np.asarray(latencies or [0.0])
-    return {"input": str(path), "checkpoint": str(checkpoint), "segmenter": config.to_json(),
-            "num_frames": int(len(times)), "people": {k: [entry(d) for d in v] for k, v in found.items()},
+    return {"input": str(path), "checkpoint": str(checkpoint),
+            "segmenter": {**config.to_json(), "lookahead_s": config.lookahead_s},
+            "num_frames": int(len(times)), "people": {k: [d.to_json(times) for d in v] for k, v in found.items()},
             "latency_ms": {"updates": len(latencies), "median": round(float(np.median(lat)), 3),
                            "p95": round(float(np.percentile(lat, 95)), 3), "max": round(float(lat.max()), 3)}}
 
@@ -179,7 +179,7 @@ def _metrics(found, truth, class_names, num_frames, times) -> dict:
     return out
 
 
-def _print(doc: dict, class_names) -> None:
+def _print(doc: dict, config) -> None:
     for key, segs in doc["people"].items():
         print(f"person {key}: {len(segs)} segments")
         for s in segs:
@@ -188,6 +188,7 @@ def _print(doc: dict, class_names) -> None:
     for key, m in (doc.get("metrics") or {}).items():
         print(f"person {key} vs --labels: frame-wise {m['accuracy']:.1f}%  edit {m['edit']:.1f}  "
               f"F1@10 {m['f1@10']:.1f}  F1@25 {m['f1@25']:.1f}  F1@50 {m['f1@50']:.1f}")
+    print(config.describe_lookahead() + " (a frame is labelled by the window ending that many frames later)")
     lat = doc["latency_ms"]
     print(f"latency per update (window input + model + decisions): median {lat['median']:.2f} ms, "
           f"p95 {lat['p95']:.2f} ms over {lat['updates']} frames")
@@ -221,6 +222,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         raise ConfigError(f"--methods: {bad or args.methods!r} not in {list(METHODS)}")
     s = BenchmarkSettings(out=Path(args.out), data=args.data, recipe=args.recipe, overrides=list(args.train_overrides),
                           epochs=args.epochs, methods=methods, max_delay_s=args.max_delay, threads=max(1, args.threads),
-                          window=args.window, lookahead=args.lookahead, window_stride=args.window_stride)
+                          window=args.window, window_stride=args.window_stride, causal=args.causal,
+                          lookahead=args.lookahead if args.lookahead is not None else (0 if args.causal else 3))
     run_benchmark(s)
     return 0

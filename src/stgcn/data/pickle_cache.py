@@ -1,4 +1,5 @@
-"""pyskl pickles as prepared stores: converted once into a cache directory, then reused."""
+"""pyskl pickles as prepared stores: converted once into a cache directory, then reused; and
+:func:`open_data`, which opens either (a store directory or a pickle) as a store."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DataError
+
+if TYPE_CHECKING:
+    from .store import SkeletonStore
 
 
 def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
@@ -50,3 +56,15 @@ def convert_pickle(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
     out.parent.mkdir(parents=True, exist_ok=True)
     prepare("pyskl", str(path), str(out), **({} if layout is None else {"layout": layout}))
     return out
+
+
+def open_data(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+              layout: Any = None) -> SkeletonStore:
+    """A store from a store directory or a pyskl pickle (converted once, in ``layout`` when given)."""
+    from .store import open_store
+
+    if not Path(path).exists():
+        raise DataError("no such file or directory (expected a prepared store or a pyskl .pkl)", file=str(path))
+    if is_pickle(path):
+        return open_store(convert_pickle(path, cache_dir, layout))
+    return open_store(path)

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_save_npy, atomic_write_text, fsync_dir
-from ..contract import channel_names
 from ..errors import DataError, StgcnError
+from .sample import channel_names
 from .store import FILES, FORMAT_NAME, FORMAT_VERSION, MARKER, layout_fields
 
 PARTIAL = ".partial"
@@ -336,6 +336,8 @@ def _write_npy_header(f, shape: tuple[int, ...]) -> None:
 
 def _finalize(out: Path, partial: Path, source, items, info, done: dict[int, dict], num_chunks: int,
               max_persons: int | None) -> Report:
+    """Assemble the journalled chunks into a complete store in ``partial/final``, then swap it into
+    ``out``. Raises DataError (and writes nothing to ``out``) when no clip survived."""
     entries = [done[k] for k in range(num_chunks)]
     clips = [c for e in entries for c in e["clips"]]
     rejects = [(str(f), "", str(reason)) for f, reason in (getattr(source, "rejects", None) or [])]
@@ -352,10 +354,39 @@ def _finalize(out: Path, partial: Path, source, items, info, done: dict[int, dic
     if final.exists():
         shutil.rmtree(final)
     final.mkdir()
-    # Plain appends instead of a writable memmap: dirty mapped pages would count in the resident
-    # size and grow with the dataset.
-    with open(final / "data.npy", "wb") as f:
-        _write_npy_header(f, (total, persons, v, c_))
+    _write_data(final / "data.npy", partial, entries, (total, persons, v, c_))
+    atomic_save_npy(final / "offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+    atomic_save_npy(final / "labels.npy", np.array([c["label"] for c in clips], dtype=np.int64))
+    atomic_write_text(final / "names.json", json.dumps([c["name"] for c in clips]))
+    split_names = list(getattr(source, "split_names", None) or [])
+    splits: dict[str, list[int]] = {s: [] for s in split_names}
+    for j, c in enumerate(clips):
+        for s in items[c["item"]].splits:
+            splits.setdefault(s, []).append(j)
+    atomic_write_text(final / "splits.json", json.dumps(splits))
+    counts = {"clips": len(clips), "frames": total, "rejected": len(rejects), "persons": persons,
+              "joints": v, "channels": c_, "splits": {k: len(s) for k, s in splits.items()}}
+    meta = _store_meta(source, info, max_persons, channel_names(c_ - clips[0]["score"], clips[0]["score"]), counts)
+    atomic_write_text(final / "meta.json", json.dumps(meta, indent=1, default=str))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["file", "record", "reason"])
+    w.writerows(rejects)
+    atomic_write_text(final / "rejects.csv", buf.getvalue())
+    fsync_dir(final)
+    _swap_in(final, out, json.dumps({"clips": len(clips), "created": meta["created"]}) + "\n")
+    shutil.rmtree(partial, ignore_errors=True)
+    return Report(out_dir=out, clips=len(clips), rejected=len(rejects), frames=total, persons=persons,
+                  processed=0, reused_chunks=0, total_chunks=num_chunks, seconds=0.0, rejects=rejects)
+
+
+def _write_data(path: Path, partial: Path, entries: list[dict], shape: tuple[int, int, int, int]) -> None:
+    """Concatenate the chunk files into ``data.npy`` of ``shape`` (frames, persons, V, C), each clip's
+    persons zero-padded to the store's. Plain appends instead of a writable memmap: dirty mapped
+    pages would count in the resident size and grow with the dataset."""
+    _total, persons, v, c_ = shape
+    with open(path, "wb") as f:
+        _write_npy_header(f, shape)
         for e in entries:
             if not e["clips"]:
                 continue
@@ -375,19 +406,12 @@ def _finalize(out: Path, partial: Path, source, items, info, done: dict[int, dic
         f.flush()
         os.fsync(f.fileno())
 
-    atomic_save_npy(final / "offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
-    atomic_save_npy(final / "labels.npy", np.array([c["label"] for c in clips], dtype=np.int64))
-    atomic_write_text(final / "names.json", json.dumps([c["name"] for c in clips]))
-    split_names = list(getattr(source, "split_names", None) or [])
-    splits: dict[str, list[int]] = {s: [] for s in split_names}
-    for j, c in enumerate(clips):
-        for s in items[c["item"]].splits:
-            splits.setdefault(s, []).append(j)
-    atomic_write_text(final / "splits.json", json.dumps(splits))
-    channels = channel_names(c_ - clips[0]["score"], clips[0]["score"])
+
+def _store_meta(source, info, max_persons: int | None, channels: list[str], counts: dict) -> dict:
+    """The store's ``meta.json``: format, layout, classes, where it came from and what it holds."""
     from .. import __version__
 
-    meta = {
+    return {
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "stgcn_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "name": getattr(source, "name", None), **layout_fields(getattr(source, "layout", None)),
@@ -396,31 +420,22 @@ def _finalize(out: Path, partial: Path, source, items, info, done: dict[int, dic
         "preprocessing": {"max_persons": max_persons, "persons": "zero-padded to the dataset's maximum"
                           if max_persons is None else f"first {max_persons} kept, zero-padded"},
         "channels": channels, "dtype": "float32", "axes": ["frame", "person", "joint", "channel"],
-        "counts": {"clips": len(clips), "frames": total, "rejected": len(rejects), "persons": persons,
-                   "joints": v, "channels": c_,
-                   "splits": {k: len(s) for k, s in splits.items()}},
+        "counts": counts,
     }
-    atomic_write_text(final / "meta.json", json.dumps(meta, indent=1, default=str))
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["file", "record", "reason"])
-    w.writerows(rejects)
-    atomic_write_text(final / "rejects.csv", buf.getvalue())
-    fsync_dir(final)
 
-    # The swap: the old marker goes first, so a kill in the middle leaves a store that is refused
-    # (and resumable from the journal), never a mix of old and new files that looks complete.
+
+def _swap_in(final: Path, out: Path, marker_text: str) -> None:
+    """Move the complete store from ``final`` into ``out``. The old marker goes first, so a kill in
+    the middle leaves a store that is refused (and resumable from the journal), never a mix of old
+    and new files that looks complete."""
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).unlink(missing_ok=True)
     fsync_dir(out)
     for name in FILES:
         os.replace(final / name, out / name)
     fsync_dir(out)
-    atomic_write_text(out / MARKER, json.dumps({"clips": len(clips), "created": meta["created"]}) + "\n")
+    atomic_write_text(out / MARKER, marker_text)
     fsync_dir(out)
-    shutil.rmtree(partial, ignore_errors=True)
-    return Report(out_dir=out, clips=len(clips), rejected=len(rejects), frames=total, persons=persons,
-                  processed=0, reused_chunks=0, total_chunks=num_chunks, seconds=0.0, rejects=rejects)
 
 
 def _progress(enabled: bool, total: int, initial: int):

@@ -77,3 +77,11 @@ class Sample:
                 raise DataError("with_score=True but the sample has no score", file=self.name or None)
             kp = np.concatenate([kp, self.score[..., None]], axis=3)
         return np.ascontiguousarray(kp.transpose(3, 1, 2, 0))
+
+
+def channel_names(coords: int, has_score: bool) -> list[str]:
+    """Names of the channels of a clip with ``coords`` coordinates (2 or 3) and maybe a score, in
+    the order :meth:`stgcn.data.sample.Sample.to_array` writes them."""
+    if has_score:
+        return ["x", "y", "score"]
+    return ["x", "y", "z"][:coords] if coords <= 3 else [f"c{i}" for i in range(coords)]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from .formats import kinect
+from .protocols import SBU_SETS, item_splits, protocols_for, split_names
 from .sample import Sample
 
 _REPO_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
@@ -137,6 +138,7 @@ def _msr(path: str | None, zero_frames: str = "drop") -> DatasetSource:
     used_file = root / "files_used_in_cvpr12_paper.txt"
     used = {line.strip()[:11] for line in kinect.read_text(used_file).splitlines() if line.strip()}
     files, rejects = _listing(root, kinect.MSR_RE)
+    protocols = protocols_for("msr-action3d").values()
     rejects = [r for r in rejects if not r[0].endswith("files_used_in_cvpr12_paper.txt")]
     items = []
     for p in files:
@@ -146,10 +148,10 @@ def _msr(path: str | None, zero_frames: str = "drop") -> DatasetSource:
             rejects.append((str(p), "not in files_used_in_cvpr12_paper.txt (corrupt or duplicated skeleton, "
                                     "excluded by the authors)"))
             continue
-        split = "xsub_train" if s % 2 == 1 else "xsub_test"
-        items.append(SourceItem(key, str(p), a - 1, (split,), "msr-action3d", {"zero_frames": zero_frames}))
+        items.append(SourceItem(key, str(p), a - 1, item_splits(protocols, s), "msr-action3d",
+                                {"zero_frames": zero_frames}))
     return DatasetSource(
-        "msr-action3d", "msr-action3d", list(kinect.MSR_CLASSES), items, ["xsub_train", "xsub_test"], rejects,
+        "msr-action3d", "msr-action3d", list(kinect.MSR_CLASSES), items, split_names(protocols), rejects,
         {"protocol": "cross-subject on the 557 clips of files_used_in_cvpr12_paper.txt: odd subjects train "
                      "(Wang et al. 2012)",
          "preprocessing": {"zero_frames": zero_frames, "units": "metres"},
@@ -166,9 +168,10 @@ def _utkinect(path: str | None, labels: str = "modified", dedupe: bool = True) -
         raise DataError(f"labels must be 'modified' or 'official', found {labels!r}", file=str(root))
     label_name = "actionLabel_modified.txt" if labels == "modified" else "actionLabel.txt"
     table = kinect.read_utkinect_labels(root / label_name)
+    protocols = protocols_for("utkinect").values()
     items, rejects = [], []
     for seq, acts in sorted(table.items()):
-        subject = int(seq[1:3])
+        group = (int(seq[1:3]), int(seq[5:7]))  # (subject, take), as in the protocol table
         joints = root / f"joints_{seq}.txt"
         if not joints.exists() and not joints.with_name(joints.name + ".gz").exists():
             rejects.append((str(joints), "joints file listed in the label file is missing"))
@@ -180,11 +183,10 @@ def _utkinect(path: str | None, labels: str = "modified", dedupe: bool = True) -
             if start != start or end != end:  # NaN
                 rejects.append((f"{root / label_name}:{seq}:{act}", "action missing (NaN NaN in the label file)"))
                 continue
-            split = "xsub_train" if subject % 2 == 1 else "xsub_test"
-            items.append(SourceItem(name, str(joints), kinect.UTK_CLASSES.index(act), (split,), "utkinect",
-                                    {"start": start, "end": end, "dedupe": dedupe}))
+            items.append(SourceItem(name, str(joints), kinect.UTK_CLASSES.index(act), item_splits(protocols, group),
+                                    "utkinect", {"start": start, "end": end, "dedupe": dedupe}))
     return DatasetSource(
-        "utkinect", "kinect-v1", list(kinect.UTK_CLASSES), items, ["xsub_train", "xsub_test"], rejects,
+        "utkinect", "kinect-v1", list(kinect.UTK_CLASSES), items, split_names(protocols), rejects,
         {"protocol": "cross-subject half split: subjects 1,3,5,7,9 train (Zhu et al. 2013, Vemulapalli et al. "
                      "2014)", "preprocessing": {"labels": label_name, "dedupe_frame_ids": dedupe,
                                                  "units": "metres"},
@@ -198,13 +200,13 @@ def _kard(path: str | None) -> DatasetSource:
     if (root / "kard_realworld").is_dir():
         root = root / "kard_realworld"
     files, rejects = _listing(root, kinect.KARD_RE)
+    protocols = protocols_for("kard").values()
     items = []
     for p in files:
         a, s, _e = (int(g) for g in kinect.KARD_RE.match(p.name).groups()[:3])
-        items.append(SourceItem(p.name.split("_realworld")[0], str(p), a - 1,
-                                ("xsub_train" if s <= 5 else "xsub_test",), "kard", {}))
+        items.append(SourceItem(p.name.split("_realworld")[0], str(p), a - 1, item_splits(protocols, s), "kard", {}))
     return DatasetSource(
-        "kard", "kard", list(kinect.KARD_CLASSES), items, ["xsub_train", "xsub_test"], rejects,
+        "kard", "kard", list(kinect.KARD_CLASSES), items, split_names(protocols), rejects,
         {"protocol": "cross-subject: subjects 1-5 train, 6-10 test", "preprocessing": {"units": "metres (mm / 1000)"},
          "citation": "S. Gaglio, G. Lo Re, M. Morana, Human Activity Recognition Process Using 3-D Posture Data, "
                      "IEEE THMS 2014",
@@ -216,14 +218,13 @@ def _florence(path: str | None) -> DatasetSource:
     if (root / "florence").is_dir():
         root = root / "florence"
     files, rejects = _listing(root, kinect.FLORENCE_RE)
+    protocols = protocols_for("florence3d").values()
     items = []
     for p in files:
         a, s, _vid = (int(g) for g in kinect.FLORENCE_RE.match(p.name).groups()[:3])
-        splits = tuple(f"fold{k}_test" if k == s else f"fold{k}_train" for k in range(1, 11))
-        items.append(SourceItem(p.name.split(".")[0], str(p), a - 1, splits, "florence3d", {}))
-    names = [f"fold{k}_{part}" for k in range(1, 11) for part in ("train", "test")]
+        items.append(SourceItem(p.name.split(".")[0], str(p), a - 1, item_splits(protocols, s), "florence3d", {}))
     return DatasetSource(
-        "florence3d", "openni-15", list(kinect.FLORENCE_CLASSES), items, names, rejects,
+        "florence3d", "openni-15", list(kinect.FLORENCE_CLASSES), items, split_names(protocols), rejects,
         {"protocol": "leave-one-actor-out: fold k tests actor k (10 folds, report the mean)",
          "preprocessing": {"units": "metres (mm / 1000)"},
          "citation": "L. Seidenari et al., Recognizing Actions from Depth Cameras as Weakly Aligned Multi-Part "
@@ -231,27 +232,18 @@ def _florence(path: str | None) -> DatasetSource:
          "licence": "research use with citation (no licence stated; see PROVENANCE.md)", "root": str(root)})
 
 
-SBU_SETS = ["s01s02", "s01s03", "s01s07", "s02s01", "s02s03", "s02s06", "s02s07", "s03s02", "s03s04", "s03s05",
-            "s03s06", "s04s02", "s04s03", "s04s06", "s05s02", "s05s03", "s06s02", "s06s03", "s06s04", "s07s01",
-            "s07s03"]
-# Test sets of the 5 folds of Yun et al. (1-based indices into SBU_SETS), from PROVENANCE.md.
-SBU_FOLDS = [[1, 9, 15, 19], [5, 7, 10, 16], [2, 3, 20, 21], [4, 6, 8, 11], [12, 13, 14, 17, 18]]
-
-
 def _sbu(path: str | None) -> DatasetSource:
     root = _builtin_root("sbu_kinect_interaction", path)
-    fold_of = {SBU_SETS[i - 1]: k for k, f in enumerate(SBU_FOLDS, start=1) for i in f}
+    protocols = protocols_for("sbu").values()
     items, rejects = [], []
     for p in sorted(root.glob("*/*/*/skeleton_pos.txt*")):
         st, cl, take = p.parts[-4], p.parts[-3], p.parts[-2]
-        if st not in fold_of or not cl.isdigit() or not 1 <= int(cl) <= 8:
+        if st not in SBU_SETS or not cl.isdigit() or not 1 <= int(cl) <= 8:
             rejects.append((str(p), "set or class folder outside the SBU protocol"))
             continue
-        splits = tuple(f"fold{k}_test" if k == fold_of[st] else f"fold{k}_train" for k in range(1, 6))
-        items.append(SourceItem(f"{st}_{cl}_{take}", str(p), int(cl) - 1, splits, "sbu", {}))
-    names = [f"fold{k}_{part}" for k in range(1, 6) for part in ("train", "test")]
+        items.append(SourceItem(f"{st}_{cl}_{take}", str(p), int(cl) - 1, item_splits(protocols, st), "sbu", {}))
     return DatasetSource(
-        "sbu", "openni-15", list(kinect.SBU_CLASSES), items, names, rejects,
+        "sbu", "openni-15", list(kinect.SBU_CLASSES), items, split_names(protocols), rejects,
         {"protocol": "5-fold cross-validation over the 21 sets (Yun et al. 2012 fold list)",
          "preprocessing": {"units": "SBU normalised coordinates (not metric)"},
          "citation": "K. Yun et al., Two-person Interaction Detection Using Body-Pose Features and Multiple "

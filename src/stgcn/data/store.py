@@ -20,9 +20,7 @@ to 300 frames on disk (the official layout wastes about half of NTU's space on z
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -158,16 +156,3 @@ class SkeletonStore:
 def open_store(path: str | Path) -> SkeletonStore:
     """Open a prepared store directory (raises :class:`DataError` when incomplete or unreadable)."""
     return SkeletonStore(path)
-
-
-def open_data(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
-              layout: Any = None) -> SkeletonStore:
-    """A store from a store directory or a pyskl pickle (converted once, in ``layout`` when given;
-    see :mod:`.pickle_cache`)."""
-    from .pickle_cache import convert_pickle, is_pickle
-
-    if not Path(path).exists():
-        raise DataError("no such file or directory (expected a prepared store or a pyskl .pkl)", file=str(path))
-    if is_pickle(path):
-        return open_store(convert_pickle(path, cache_dir, layout))
-    return open_store(path)

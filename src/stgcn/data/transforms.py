@@ -56,6 +56,10 @@ class Transform:
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
+    def out_channels(self, channels: int) -> int:
+        """How many channels a clip of ``channels`` has after this transform (the model's input)."""
+        return channels
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
@@ -73,6 +77,11 @@ class Compose(Transform):
         for t in self.transforms:
             x = t(x, rng)
         return x
+
+    def out_channels(self, channels: int) -> int:
+        for t in self.transforms:
+            channels = t.out_channels(channels)
+        return channels
 
     def __len__(self) -> int:
         return len(self.transforms)
@@ -442,17 +451,59 @@ class UniformSample(Transform):
         return np.ascontiguousarray(y.reshape(c, self.num_clips, self.clip_len, v, m).transpose(1, 0, 2, 3, 4))
 
 
+class Resample(Transform):
+    """Stretch or squeeze the clip to ``clip_len`` frames by linear interpolation in time, the first
+    and last frame kept (CTR-GCN's ``valid_crop_resize``). Unlike ``uniform_sample``, which loops a
+    clip shorter than ``clip_len``, the motion keeps its direction: a 9-frame push does not become
+    push-jump-push. In training a random fraction ``U(p_interval)`` of the frames (at least 2) is
+    first cut at a random offset; ``test_mode`` takes the whole clip (nothing random)."""
+
+    name = "resample"
+
+    def __init__(self, clip_len: int, p_interval: float | Sequence[float] = 1.0, test_mode: bool = False):
+        self.clip_len = int(clip_len)
+        if self.clip_len < 1:
+            raise ConfigError(f"resample: clip_len must be >= 1, got {clip_len}")
+        pi = p_interval if isinstance(p_interval, list | tuple) else (p_interval, p_interval)
+        self.p_interval = (float(pi[0]), float(pi[1]))
+        if not 0 < self.p_interval[0] <= self.p_interval[1] <= 1:
+            raise ConfigError(f"resample: p_interval must satisfy 0 < lo <= hi <= 1, got {p_interval!r}")
+        self.test_mode = bool(test_mode)
+
+    def positions(self, t: int, rng: np.random.Generator | None) -> np.ndarray:
+        """The fractional source frame of each output frame (clip_len,)."""
+        start, n = 0, t
+        if not self.test_mode and t > 2:
+            lo, hi = self.p_interval
+            n = min(t, max(2, int(round(rng.uniform(lo, hi) * t))))
+            start = int(rng.integers(0, t - n + 1))
+        if self.clip_len == 1:
+            return np.array([start + (n - 1) / 2.0])
+        return start + np.linspace(0.0, n - 1, self.clip_len)
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        x = _check(x, self.name)
+        pos = self.positions(x.shape[1], rng)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, x.shape[1] - 1)
+        w = (pos - lo).astype(np.float32)[None, :, None, None]
+        return np.ascontiguousarray(x[:, lo] * (1 - w) + x[:, hi] * w, dtype=np.float32)
+
+
 class Center(Transform):
     """Move the origin. With ``value`` (the official Kinetics feeder's 0.5 for [0, 1] coordinates)
     subtract that constant; otherwise subtract the position of ``joint`` (default: the layout's
-    centre joint) of person 0 at its first non-empty frame. Only coordinate channels change (not a
-    'score' channel) and joints that are exactly zero (missing) stay zero. Works on 4D and 5D input."""
+    centre joint) of person 0 at its first non-empty frame, or with ``per_frame`` at every frame
+    (the body's own frame of reference: posture without the path it walks; motion streams computed
+    after it then carry no trajectory either). Only coordinate channels change (not a 'score'
+    channel) and joints that are exactly zero (missing) stay zero. Works on 4D and 5D input."""
 
     name = "center"
 
-    def __init__(self, value: float | None = None, joint: int | None = None, layout: Any = None,
-                 channels: Sequence[str] | None = None):
+    def __init__(self, value: float | None = None, joint: int | None = None, per_frame: bool = False,
+                 layout: Any = None, channels: Sequence[str] | None = None):
         self.value = None if value is None else float(value)
+        self.per_frame = bool(per_frame)
         self.joint = joint if joint is not None else (int(layout.center) if layout is not None else None)
         if self.value is None and self.joint is None:
             raise ConfigError("center: give value= (a constant) or joint= (or build it with a layout)")
@@ -466,6 +517,8 @@ class Center(Transform):
         present = (coords != 0).any(axis=-4, keepdims=True)
         if self.value is not None:
             origin = np.float32(self.value)
+        elif self.per_frame:
+            origin = coords[..., :, :, self.joint, 0][..., None, None]  # (..., C, T, 1, 1)
         else:
             valid = (coords[..., :, :, 0] != 0).any(axis=(-3, -1))  # (..., T) frames where person 0 exists
             first = valid.argmax(axis=-1)
@@ -512,9 +565,118 @@ class Stream(Transform):
         return out
 
 
+class ConcatStreams(Transform):
+    """Several input streams stacked on the channel axis (early fusion): ``kinds=["joint", "bone"]``
+    turns (3, T, V, M) into (6, T, V, M), and the model's first layer sees both. One model instead of
+    one per stream and a score fusion (``stgcn train --streams``). Put it last in the pipeline (no
+    ``{name: stream}`` placeholder is needed: the run's ``data.stream`` must stay ``joint``)."""
+
+    name = "concat_streams"
+
+    def __init__(self, kinds: Sequence[str] = ("joint", "bone"), layout: Any = None,
+                 channels: Sequence[str] | None = None):
+        if not kinds:
+            raise ConfigError("concat_streams: kinds is empty")
+        self.kinds = list(kinds)
+        self._streams = [Stream(k, layout=layout, channels=channels) for k in self.kinds]
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        x = _check(x, self.name, (4, 5))
+        return np.concatenate([s(x) for s in self._streams], axis=-4)
+
+    def out_channels(self, channels: int) -> int:
+        return channels * len(self.kinds)
+
+
+# -- random linear maps of the coordinates (small-dataset augmentation) ---------------------------
+
+def _rotation_xyz(angles_rad: np.ndarray) -> np.ndarray:
+    """``Rz @ Ry @ Rx``: rotation by the three angles about the x, then y, then z axis."""
+    cx, cy, cz = np.cos(angles_rad)
+    sx, sy, sz = np.sin(angles_rad)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+class _RandomLinear(Transform):
+    """One random matrix per clip, applied to the coordinate vector of every joint of every frame
+    and person (``x' = A x``). Linear, so missing joints (exact zeros) stay zero and the origin
+    (put it on the body first: ``center`` or ``pre_normalize``) stays fixed. 3D coordinates use the
+    3 x 3 matrix; 2D (+ score) data its top-left 2 x 2 block, and a score channel is untouched."""
+
+    def __init__(self, channels: Sequence[str] | None = None):
+        self.channels = None if channels is None else list(channels)
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def apply(self, x: np.ndarray, a: np.ndarray) -> np.ndarray:
+        nc = min(_coord_channels(x.shape[0], self.channels), 3)
+        out = x.copy()
+        out[:nc] = np.einsum("kc,ctvm->ktvm", a[:nc, :nc].astype(np.float32), x[:nc])
+        return out
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        x = _check(x, self.name)
+        return self.apply(x, self.sample(rng))
+
+
+class RandomRotate(_RandomLinear):
+    """Rotate the clip by angles drawn uniformly from ``[-angle, angle]`` degrees about each axis
+    (``angle`` a number or (x, y, z); order x, then y, then z), as pyskl's ``RandomRot`` and
+    CTR-GCN's ``random_rot`` do: views a small dataset was not recorded from."""
+
+    name = "random_rotate"
+
+    def __init__(self, angle: float | Sequence[float] = 17.0, channels: Sequence[str] | None = None):
+        super().__init__(channels)
+        a = angle if isinstance(angle, list | tuple) else (angle, angle, angle)
+        if len(a) != 3:
+            raise ConfigError(f"random_rotate: angle must be a number or 3 numbers (x, y, z), got {angle!r}")
+        self.angle = [float(v) for v in a]
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        lim = np.deg2rad(self.angle)
+        return _rotation_xyz(rng.uniform(-lim, lim))
+
+
+class RandomScale(_RandomLinear):
+    """Scale each axis by its own factor ``1 + u``, ``u`` uniform in ``[-scale, scale]`` (pyskl's
+    ``RandomScale``): body sizes and proportions the training subjects did not have."""
+
+    name = "random_scale"
+
+    def __init__(self, scale: float = 0.1, channels: Sequence[str] | None = None):
+        super().__init__(channels)
+        self.scale = float(scale)
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        return np.diag(1.0 + rng.uniform(-self.scale, self.scale, 3))
+
+
+class RandomShear(_RandomLinear):
+    """Shear: the identity with its six off-diagonal entries drawn uniformly from
+    ``[-shear, shear]`` (the skeleton shear of 2s-AGCN / SkeletonCLR augmentation)."""
+
+    name = "random_shear"
+
+    def __init__(self, shear: float = 0.1, channels: Sequence[str] | None = None):
+        super().__init__(channels)
+        self.shear = float(shear)
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        a = np.eye(3)
+        off = ~np.eye(3, dtype=bool)
+        a[off] = rng.uniform(-self.shear, self.shear, 6)
+        return a
+
+
 TRANSFORMS: dict[str, type] = {cls.name: cls for cls in (
     PadTo, AutoPading, RandomChoose, RandomShift, RandomMove, PaperRandomMove, RandomFragment,
-    PreNormalize, UniformSample, Center, Stream)}
+    PreNormalize, UniformSample, Resample, Center, Stream, ConcatStreams, RandomRotate, RandomScale,
+    RandomShear)}
 
 
 def build_pipeline(specs: Sequence[dict] | None, layout: Any = None,

@@ -18,8 +18,8 @@ import torch
 
 from .. import metrics as M
 from ..data.dataset import EVAL_EPOCH, EpochBatchSampler, SkeletonDataset, make_loader
+from ..data.pickle_cache import open_data
 from ..data.pipeline import build_transform, with_test_clips
-from ..data.store import open_data
 from ..errors import ConfigError, DataError
 from ..fusion import save_scores
 from ..runtime import default_workers, flushing_denormals, torch_threads

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 
 from ..atomic import atomic_write_text, writable_dir
 from ..data.dataset import EVAL_EPOCH, EpochBatchSampler, SkeletonDataset, make_loader
+from ..data.pickle_cache import open_data
 from ..data.pipeline import build_transform, resolve_pipeline, with_test_clips
-from ..data.store import open_data
 from ..errors import ConfigError, DataError, StgcnError
 from ..graph import Layout
 from ..runtime import default_workers, flushing_denormals, torch_threads, usable_precision

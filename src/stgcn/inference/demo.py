@@ -1,10 +1,17 @@
 """The demo: a video file or a camera → MediaPipe pose → tracks → sliding-window ST-GCN → overlay.
 
 ``run_demo`` writes an H.264 mp4 (browser-playable) with every person's skeleton in the model's
-layout, their track id and top label, the per-joint attention of the model's feature maps, and a
-HUD with the pose fps and the window latency; optionally a JSON of every window's predictions per
-person. Both files are written under temporary names and renamed when complete; an interrupted run
-(Ctrl-C) still finalises what was processed.
+layout, their track id, top label and current action segment, the per-joint attention of the
+model's feature maps, and a HUD with the pose fps and the window latency; optionally a JSON of every
+window's predictions per person and of each person's segments (``segments``: track id -> ``{label,
+start, end, score, decided_at, delay_s}``, 0-based inclusive frames), with the timeline picture
+beside it (``.png``). Files are written under temporary names and renamed when complete; an
+interrupted run (Ctrl-C) still finalises what was processed.
+
+Segments come from :class:`~stgcn.inference.segmenter.TrackSegmenter` fed each track's window
+probabilities, with the checkpoint's calibrated settings (``meta["segmenter"]``, scaled to the
+video's frame rate, which also sets the default window) or the defaults (the window's centre labelled;
+its last frame for a causal model).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import numpy as np
 from ..errors import ConfigError
 from .mapping import map_keypoints
 from .predictor import Predictor
+from .segmenter import Decided, SegmenterConfig
 from .stream import StreamRecognizer, WindowResult
 
 
@@ -45,6 +53,9 @@ class DemoResult:
     latency_ms: dict = field(default_factory=dict)  # mean / median / max over windows
     interrupted: bool = False
     source: str = ""
+    video_fps: float = 30.0
+    segmenter: SegmenterConfig | None = None
+    segments: dict[int, list[Decided]] = field(default_factory=dict)  # track id -> final segments
 
     def timed(self, pose_s: float, wall_s: float, latencies_ms: list[float]) -> None:
         """Fill the speed figures from the seconds spent in pose estimation and in all."""
@@ -62,6 +73,9 @@ class DemoResult:
         elif self.windows:
             label, score = self.windows[-1].scene[0]
             lines.append(f"last window: {label} ({score:.2f})")
+        if self.segmenter is not None:
+            n = sum(len(v) for v in self.segments.values())
+            lines.append(f"segments: {n} for {len(self.segments)} people ({self.segmenter.describe_lookahead()})")
         if self.out:
             lines.append(f"video: {self.out}")
         if self.json_out:
@@ -135,10 +149,12 @@ def run_demo(video: str | Path | None = None, camera: int | str | None = None, c
                 result.windows.append(win)
                 if progress:
                     print(_progress_line(win), flush=True)
+                    _print_segments(win.decided, reader.fps)
             result.frames += 1
             if writer is None and not show:
                 continue
-            canvas = _overlay(rgb, pairs, stream, pose.layout, result.frames / pose_time if pose_time > 0 else 0.0)
+            canvas = _overlay(rgb, pairs, stream, pose.layout, result.frames / pose_time if pose_time > 0 else 0.0,
+                              reader.fps)
             if writer is not None:
                 writer.write(canvas)
             if show and _show(cv2, canvas):
@@ -149,6 +165,7 @@ def run_demo(video: str | Path | None = None, camera: int | str | None = None, c
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
+        _finish_segments(stream, result, reader.fps, progress)
         reader.close()
         try:
             pose.close()
@@ -184,8 +201,11 @@ def _open(predictor: Predictor, video, camera, pose, out, *, max_people: int, de
     try:
         if made_pose:
             pose = MediaPipePose(max_people=max(max_people, predictor.contract.num_persons), detect_every=detect_every)
+        segmenter = _segmenter(predictor, window, reader.fps)
+        if predictor.meta.get("segmenter"):  # the calibrated window and stride, in frames of this video
+            window, stride = window or segmenter.window, stride or segmenter.stride
         stream = StreamRecognizer(predictor, pose.layout, window=window, stride=stride, smoothing=smoothing,
-                                  topk=topk, image_size=(reader.width, reader.height))
+                                  topk=topk, image_size=(reader.width, reader.height), segmenter=segmenter)
         writer = H264Writer(out, reader.fps, reader.width, reader.height) if out is not None else None
     except BaseException:
         # release the camera (and MediaPipe) when the setup fails, e.g. an unwritable --out: a camera
@@ -195,6 +215,35 @@ def _open(predictor: Predictor, video, camera, pose, out, *, max_people: int, de
             pose.close()
         raise
     return reader, pose, stream, writer
+
+
+def _segmenter(predictor: Predictor, window: int | None, fps: float) -> SegmenterConfig:
+    """The segmenter settings of a run: calibrated ones scaled to ``fps``, else the defaults over
+    the stream's window."""
+    cfg = SegmenterConfig.for_model(predictor.meta, predictor.model,
+                                    window=window or predictor.contract.clip_len or 64)
+    return cfg.at_rate(fps)
+
+
+def segment_line(tid: int, d: Decided, fps: float) -> str:
+    """One line per decided segment (the camera mode prints them as they come)."""
+    s = d.segment
+    return (f"person {tid}: {s.label} from {s.start / fps:.2f} s to {(s.end + 1) / fps:.2f} s (frames {s.start}-"
+            f"{s.end}, score {s.score:.2f}), decided at {d.decided_at / fps:.2f} s")
+
+
+def _finish_segments(stream: StreamRecognizer, result: DemoResult, fps: float, progress: bool) -> None:
+    """The stream ended: close every open segment and keep them all in the result."""
+    last = stream.finish()
+    if progress:
+        _print_segments(last, fps)
+    result.video_fps, result.segmenter = fps, stream.segmenter
+    result.segments = {tid: v for tid, v in stream.segments().items() if v}
+
+
+def _print_segments(decided: list[tuple[int, Decided]], fps: float) -> None:
+    for tid, d in decided:
+        print(segment_line(tid, d, fps), flush=True)
 
 
 def _progress_line(win: WindowResult) -> str:
@@ -208,9 +257,11 @@ def _show(cv2: Any, canvas: np.ndarray) -> bool:
     return cv2.waitKey(1) & 0xFF in (ord("q"), 27)
 
 
-def _overlay(rgb: np.ndarray, pairs: list, stream: StreamRecognizer, pose_layout: str, pose_fps: float) -> np.ndarray:
-    """A copy of the frame with every person's skeleton (in the model's layout), track id, label and
-    attention, and the HUD (pose fps, window latency, the scene's label or "nobody there")."""
+def _overlay(rgb: np.ndarray, pairs: list, stream: StreamRecognizer, pose_layout: str, pose_fps: float,
+             fps: float) -> np.ndarray:
+    """A copy of the frame with every person's skeleton (in the model's layout), track id, label,
+    current segment and attention, and the HUD (pose fps, window latency, the scene's label or
+    "nobody there")."""
     from .draw import draw_hud, draw_person
 
     canvas = rgb.copy()
@@ -221,6 +272,10 @@ def _overlay(rgb: np.ndarray, pairs: list, stream: StreamRecognizer, pose_layout
         if last is not None and last.people.get(tid):
             name, score = last.people[tid][0]
             label = f"{name} {score:.2f}"
+        if stream.segmenter is not None:
+            seg = stream.current_segment(tid)
+            now = f"[{seg.label} since {seg.start / fps:.1f} s]" if seg is not None else "[no action]"
+            label = f"{label} {now}" if label else now
         draw_person(canvas, kp, layout.edges, tid, label, last.attention.get(tid) if last is not None else None)
     hud = [f"pose {pose_fps:.0f} fps  window {stream.latencies_ms[-1]:.0f} ms" if stream.latencies_ms
            else f"pose {pose_fps:.0f} fps  warming up"]
@@ -242,6 +297,28 @@ def write_predictions_json(path: str | Path, result: DemoResult, predictor: Pred
         "latency_ms": {k: round(v, 3) if isinstance(v, float) else v for k, v in result.latency_ms.items()},
         "windows": [w.to_json() for w in result.windows],
     }
+    times = np.arange(result.frames + 1) / result.video_fps
+    if result.segmenter is not None:
+        doc["segmenter"] = {**result.segmenter.to_json(), "lookahead_s": result.segmenter.lookahead_s}
+        doc["segments"] = {str(tid): [d.to_json(times) for d in v] for tid, v in result.segments.items()}
     path = Path(path)
+    write_timeline(path.with_suffix(".png"), result, predictor)
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
     return path
+
+
+def write_timeline(path: Path, result: DemoResult, predictor: Predictor) -> None:
+    """The run's timeline picture: per person, the segments and each window's top-1 label."""
+    from ..plots import plot_timeline, window_spans
+
+    windows: dict[str, list[dict]] = {}
+    for w in result.windows:
+        for tid, top in w.people.items():
+            windows.setdefault(str(tid), []).append({"start": w.start, "frame": w.frame, "label": top[0][0],
+                                                     "score": top[0][1]})
+    rows = []
+    for tid in sorted({*map(str, result.segments), *windows}, key=int):
+        rows.append((f"person {tid} segments", [d.segment for d in result.segments.get(int(tid), [])]))
+        rows.append((f"person {tid} windows", window_spans(windows.get(tid, []))))
+    plot_timeline(rows, predictor.class_names, max(result.frames, 1), path, fps=result.video_fps,
+                  title=f"{Path(result.source).name}: segments and window labels")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.formats.openpose import BODY25_TO_COCO18
 from ..errors import LayoutError, ShapeError
 from ..graph import Layout, get_layout
 
@@ -25,7 +26,8 @@ Recipe = int | tuple
 _MID_SHOULDER_MP = ("mean", (11, 12))
 _MID_HIP_MP = ("mean", (23, 24))
 
-# MediaPipe-33 -> OpenPose-18; the table of pose-and-video.md §3 (MP2OP), neck = shoulder midpoint.
+# MediaPipe-33 -> OpenPose-18 (the COCO-18 order of the official st-gcn net/utils/graph.py, what its
+# Kinetics model reads); neck = shoulder midpoint.
 _MP_TO_OPENPOSE: list[Recipe] = [
     0, _MID_SHOULDER_MP, 12, 14, 16, 11, 13, 15, 24, 26, 28, 23, 25, 27, 5, 2, 8, 7,
 ]
@@ -33,9 +35,8 @@ _MP_TO_OPENPOSE: list[Recipe] = [
 _COCO_TO_OPENPOSE: list[Recipe] = [
     0, ("mean", (5, 6)), 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3,
 ]
-# OpenPose BODY_25 -> COCO-18: BODY_25 inserts MidHip at 8 and appends the feet, the rest keeps
-# the COCO-18 order shifted by one after the neck group.
-_BODY25_TO_OPENPOSE: list[Recipe] = [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+# OpenPose BODY_25 -> COCO-18: the OpenPose reader's table (one copy of the fact).
+_BODY25_TO_OPENPOSE: list[Recipe] = BODY25_TO_COCO18.tolist()
 
 # Kinect v1 places its spine joint 0.167 of the way from hip centre to shoulder centre and its hip
 # centre 0.066 m above the mid-hips (medians over UTKinect s01_e01); measured from the mid-hips that

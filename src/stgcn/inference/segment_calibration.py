@@ -28,8 +28,20 @@ GRID: dict[str, tuple] = {
     "threshold": tuple(round(0.05 * i, 2) for i in range(2, 20)),
     "hysteresis": (1, 2, 3, 4, 6),
     "min_length": (1, 2, 3, 5, 8, 12, 16),
+    "background_weight": (0.25, 0.4, 0.6, 0.8, 1.0, 1.25),
+    "min_fraction": (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75),
 }
 """Values tried per setting (lengths in frames of the stream)."""
+
+
+def class_lengths(streams: Sequence[LabelledStream], class_names: Sequence[str]) -> tuple[int, ...]:
+    """Per class of ``class_names``: the median length (frames) of its segments in ``streams``
+    (0 for a class without any, e.g. the no-action class)."""
+    lengths: dict[str, list[int]] = {}
+    for st in streams:
+        for seg in st.segments:
+            lengths.setdefault(seg.label, []).append(seg.length)
+    return tuple(int(np.median(lengths[n])) if n in lengths else 0 for n in class_names)
 
 
 def stream_times(stream: LabelledStream, fps: float) -> np.ndarray:

@@ -8,10 +8,12 @@ frames). :class:`TrackSegmenter` turns those window probabilities into segments:
    covers frames on both sides of the one it labels (0 = causal: the window ends at ``f``);
 2. **smoothing**: the mean of the last ``smoothing`` window probability vectors;
 3. **no action**: a frame is background when the smoothed top probability is below ``threshold``
-   or the top class is the model's background class (``background``, a model trained with one);
+   or the top class is the model's background class (``background``, a model trained with one,
+   its probability weighted by ``background_weight`` first);
 4. **hysteresis**: the label changes only after a new decision held for ``hysteresis`` frames (the
    change is then dated back to the first of them); action segments shorter than ``min_length``
-   frames become "no action".
+   frames, or than ``min_fraction`` of their class's typical length (``class_lengths``, the median
+   of its training segments), become "no action".
 
 A segment is final when the label changes after it: it comes back from :meth:`TrackSegmenter.push`
 then, with the frame at which it was decided (``decided_at``). Its delay is the time from its last
@@ -47,10 +49,19 @@ class SegmenterConfig:
     min_length: int = 3
     background: str | None = None
     """Class name of the model's "no action" class, when it was trained with one."""
+    background_weight: float = 1.0
+    """The "no action" probability is multiplied by this before the decision (< 1: an action wins
+    the close calls); calibrated with the other settings."""
+    min_fraction: float = 0.0
+    """Action segments shorter than this fraction of their class's ``class_lengths`` are dropped."""
+    class_lengths: tuple[int, ...] | None = None
+    """Per class, in the model's order: the median length of its training segments (frames)."""
     fps: float | None = None
     """Frame rate the settings were calibrated at (informative; lengths stay in frames)."""
 
     def __post_init__(self) -> None:
+        if self.class_lengths is not None:  # a JSON list
+            object.__setattr__(self, "class_lengths", tuple(int(n) for n in self.class_lengths))
         for key in ("window", "stride", "smoothing", "hysteresis", "min_length"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"segmenter: {key} must be >= 1, found {getattr(self, key)}")
@@ -59,6 +70,12 @@ class SegmenterConfig:
                               f"(window {self.window})")
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"segmenter: threshold must be in [0, 1], found {self.threshold}")
+        if not 0.0 <= self.min_fraction <= 1.0:
+            raise ConfigError(f"segmenter: min_fraction must be in [0, 1], found {self.min_fraction}")
+        if self.min_fraction > 0 and self.class_lengths is None:
+            raise ConfigError("segmenter: min_fraction needs class_lengths (each class's typical length)")
+        if not self.background_weight > 0.0:
+            raise ConfigError(f"segmenter: background_weight must be > 0, found {self.background_weight}")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -74,6 +91,48 @@ class SegmenterConfig:
     def replace(self, **changes) -> SegmenterConfig:
         return SegmenterConfig(**{**asdict(self), **changes})
 
+    @property
+    def lookahead_s(self) -> float | None:
+        """The look-ahead in seconds (None when the rate is not known)."""
+        return self.lookahead / self.fps if self.fps else None
+
+    def describe_lookahead(self) -> str:
+        sec = f" = {self.lookahead_s:.2f} s at {self.fps:g} fps" if self.fps else ""
+        return f"look-ahead {self.lookahead} frames{sec}" + (" (causal)" if self.lookahead == 0 else "")
+
+    def at_rate(self, fps: float) -> SegmenterConfig:
+        """These settings for a stream of ``fps`` frames per second: the lengths calibrated at
+        ``self.fps`` (window, stride, look-ahead, hysteresis, minimum lengths) scaled to it;
+        ``smoothing`` counts windows, which come at the scaled stride, and stays. Without a
+        calibration rate only ``fps`` is recorded."""
+        if not self.fps or not fps:
+            return self.replace(fps=fps or self.fps)
+        r = float(fps) / self.fps
+
+        def scaled(n: int) -> int:
+            return max(1, round(n * r))
+
+        window = scaled(self.window)
+        lengths = None if self.class_lengths is None else tuple(round(n * r) for n in self.class_lengths)
+        return self.replace(window=window, stride=scaled(self.stride),
+                            lookahead=min(round(self.lookahead * r), window - 1),
+                            hysteresis=scaled(self.hysteresis), min_length=scaled(self.min_length),
+                            class_lengths=lengths, fps=float(fps))
+
+    @classmethod
+    def for_model(cls, meta: dict, model, window: int | None = None) -> SegmenterConfig:
+        """The checkpoint's calibrated settings (``meta["segmenter"]``), else the defaults over
+        ``window`` frames labelling the window's centre (its last frame for a causal model)."""
+        if meta.get("segmenter"):
+            return cls.from_json(dict(meta["segmenter"]), where="checkpoint meta 'segmenter'")
+        window = int(window or cls.window)
+        return cls(window=window, lookahead=0 if is_causal(model) else window // 2)
+
+
+def is_causal(model) -> bool:
+    """Whether the model's temporal convolutions see only past frames (``STGCNConfig.causal``)."""
+    return bool(getattr(getattr(model, "cfg", None), "causal", False))
+
 
 @dataclass(frozen=True)
 class Decided:
@@ -81,6 +140,14 @@ class Decided:
 
     segment: Segment
     decided_at: int
+
+    def to_json(self, times: Sequence[float] | None = None) -> dict:
+        """``{label, start, end, score, decided_at}`` plus ``delay_s`` (from the segment's last frame
+        to the deciding one) when the frames' ``times`` in seconds are given."""
+        out = {**self.segment.to_json(), "decided_at": int(self.decided_at)}
+        if times is not None:
+            out["delay_s"] = round(float(times[self.decided_at] - times[self.segment.end]), 3)
+        return out
 
 
 class TrackSegmenter:
@@ -95,6 +162,9 @@ class TrackSegmenter:
                 raise ConfigError(f"segmenter: background class {config.background!r} is not one of the "
                                   f"model's classes {self.class_names}")
             self.bg_index = self.class_names.index(config.background)
+        if config.class_lengths is not None and len(config.class_lengths) != len(self.class_names):
+            raise ConfigError(f"segmenter: class_lengths has {len(config.class_lengths)} entries, the model "
+                              f"{len(self.class_names)} classes")
         self._recent: deque[np.ndarray] = deque(maxlen=config.smoothing)
         self._smoothed: np.ndarray | None = None
         self.next_frame = 0          # first frame not decided yet
@@ -107,6 +177,9 @@ class TrackSegmenter:
         self.decided: list[Decided] = []
 
     def _decide(self, probs: np.ndarray) -> int:
+        if self.bg_index is not None and self.config.background_weight != 1.0:
+            probs = probs.copy()
+            probs[self.bg_index] *= self.config.background_weight
         top = int(probs.argmax())
         if top == self.bg_index or probs[top] < self.config.threshold:
             return BACKGROUND
@@ -118,9 +191,15 @@ class TrackSegmenter:
             self._run.extend(self._pending)
         self._pending, self._pending_label = [], None
 
+    def _min_length(self, label: int) -> int:
+        c = self.config
+        if c.min_fraction == 0 or c.class_lengths is None:
+            return c.min_length
+        return max(c.min_length, int(np.ceil(c.min_fraction * c.class_lengths[label])))
+
     def _close(self, end: int, at: int) -> Decided | None:
         """End the open run at ``end``; an action run long enough becomes a final segment."""
-        if self.label == BACKGROUND or end - self.start + 1 < self.config.min_length:
+        if self.label == BACKGROUND or end - self.start + 1 < self._min_length(self.label):
             return None
         score = float(np.mean([p[self.label] for p in self._run[:end - self.start + 1]]))
         d = Decided(Segment(self.class_names[self.label], self.start, end, score), at)
@@ -176,6 +255,11 @@ class TrackSegmenter:
         self._recent.clear()
         self._smoothed = None
         return out
+
+    @property
+    def active(self) -> bool:
+        """Whether the person is in the stream (pushed since the last :meth:`finish`)."""
+        return self._smoothed is not None
 
     def current(self) -> Segment | None:
         """The open action segment so far (for an overlay), or None during "no action"."""

@@ -12,6 +12,12 @@ slots, the test pipeline, as :meth:`Predictor.prepare` builds every input):
 
 Probabilities are smoothed over windows per track (exponential moving average or the running mean),
 and every window's latency (input building + forward) is measured.
+
+With a ``segmenter`` (:class:`~stgcn.inference.segmenter.SegmenterConfig`), each track's raw window
+probabilities also go to its own :class:`~stgcn.inference.segmenter.TrackSegmenter`: the window
+result lists the segments decided at it, :meth:`StreamRecognizer.current_segment` gives a person's
+open one (for the overlay). A track not seen at a window's last frame has left: its open segment
+ends at the last window that saw it; when the tracker gives the id back, new segments follow.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..segmentation import Segment
 from .pose import Person
 from .predictor import Predictor, joint_attention
+from .segmenter import Decided, SegmenterConfig, TrackSegmenter
 from .tracker import Tracker
 
 
@@ -36,6 +44,7 @@ class WindowResult:
     scene: list[tuple[str, float]]             # top-k of the M most confident tracks; empty: nobody there
     people: dict[int, list[tuple[str, float]]]  # track id -> smoothed top-k
     attention: dict[int, np.ndarray] = field(default_factory=dict)  # track id -> (V,) in 0..1
+    decided: list[tuple[int, Decided]] = field(default_factory=list)  # segments decided at this window
 
     @property
     def nobody(self) -> bool:
@@ -77,11 +86,13 @@ class StreamRecognizer:
         window: frames per window (default: the contract's ``clip_len``, else 64).
         stride: frames between predictions (default: window // 4).
         min_frames: frames needed before the first prediction (default: stride).
+        segmenter: settings of the per-track segmenters (None: no segments).
     """
 
     def __init__(self, predictor: Predictor, src_layout: str, window: int | None = None, stride: int | None = None,
                  smoothing: str = "ema", alpha: float = 0.5, topk: int = 5, tracker: Tracker | None = None,
-                 min_frames: int | None = None, image_size: tuple[int, int] | None = None) -> None:
+                 min_frames: int | None = None, image_size: tuple[int, int] | None = None,
+                 segmenter: SegmenterConfig | None = None) -> None:
         predictor.check_source(src_layout)
         self.predictor = predictor
         self.src_layout = src_layout
@@ -97,6 +108,9 @@ class StreamRecognizer:
         self.frame = -1
         self.latencies_ms: list[float] = []
         self.last: WindowResult | None = None
+        self.segmenter = segmenter
+        self.segmenters: dict[int, TrackSegmenter] = {}
+        self._last_pushed: dict[int, int] = {}
 
     def _slot(self, track, start: int) -> list[Person | None]:
         by_frame = {f: p for f, p in track.history if f >= start}
@@ -119,7 +133,8 @@ class StreamRecognizer:
         active = [t for t in self.tracker.tracks
                   if sum(p is not None and f >= start for f, p in t.history) >= need]
         if not active:
-            self.last = WindowResult(frame=self.frame, start=start, latency_ms=0.0, scene=[], people={})
+            self.last = WindowResult(frame=self.frame, start=start, latency_ms=0.0, scene=[], people={},
+                                     decided=self._segment_step({}))
             return self.last
         live = [t for t in active if t.seen_at(self.frame)] or active
         ids = {t.id for t in active}
@@ -139,8 +154,37 @@ class StreamRecognizer:
             people[t.id] = self.predictor.topk(self.smoother(t.id, probs[i]), self.topk)
             attention[t.id] = att[i, :, 0]
         scene = self.predictor.topk(self.smoother(-1, probs[-1]), self.topk)
+        decided = self._segment_step({t.id: probs[i] for i, t in enumerate(live) if t.seen_at(self.frame)})
         latency = (time.perf_counter() - t0) * 1000.0
         self.latencies_ms.append(latency)
         self.last = WindowResult(frame=self.frame, start=start, latency_ms=latency, scene=scene, people=people,
-                                 attention=attention)
+                                 attention=attention, decided=decided)
         return self.last
+
+    # -- segments ----------------------------------------------------------------------------------
+    def _segment_step(self, probs: dict[int, np.ndarray]) -> list[tuple[int, Decided]]:
+        """Feed this window's raw probabilities of the tracks seen now; close those that left."""
+        if self.segmenter is None:
+            return []
+        out = []
+        for tid, seg in self.segmenters.items():
+            if tid not in probs and seg.active:
+                out.extend((tid, d) for d in seg.finish(self._last_pushed[tid]))
+        for tid, p in probs.items():
+            seg = self.segmenters.setdefault(tid, TrackSegmenter(self.segmenter, self.predictor.class_names))
+            self._last_pushed[tid] = self.frame
+            out.extend((tid, d) for d in seg.push(self.frame, p))
+        return out
+
+    def finish(self) -> list[tuple[int, Decided]]:
+        """The stream ended: close every open segment (at the last window that saw its person)."""
+        return [(tid, d) for tid, seg in self.segmenters.items() if seg.active
+                for d in seg.finish(self._last_pushed[tid])]
+
+    def current_segment(self, track_id: int) -> Segment | None:
+        seg = self.segmenters.get(track_id)
+        return seg.current() if seg is not None else None
+
+    def segments(self) -> dict[int, list[Decided]]:
+        """Every track's final segments so far."""
+        return {tid: list(seg.decided) for tid, seg in self.segmenters.items()}

@@ -48,21 +48,10 @@ def model_arguments(name: str) -> frozenset[str]:
     return _ARGUMENTS[name]
 
 
-def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
-    """Build a registered model. ``None`` values are dropped so CLI defaults never override the
-    model's own defaults. Arguments the model does not use raise :class:`ConfigError`.
-
-    ``pretrained=True``: the shipped weights (:mod:`stgcn.models.pretrained`) of ``name``, a shipped
-    name such as ``"stgcn.utkinect"`` or an architecture with shipped weights (its default), checked
-    against their sha256, in eval mode, with ``model.pretrained_cfg``. A shipped name without
-    ``pretrained`` builds its architecture with fresh weights."""
-    from . import pretrained as shipped
-
-    if pretrained:
-        return shipped.create_pretrained(name, **kwargs)
-    if name not in _MODELS and name in shipped.list_pretrained():
-        params = {**shipped.get_pretrained(name).model_config["params"], **kwargs}
-        return create_model(shipped.get_spec(name).architecture, params=params)
+def build_model(name: str, **kwargs) -> nn.Module:
+    """Build the registered architecture ``name`` with fresh weights. ``None`` values are dropped so
+    CLI defaults never override the model's own defaults. Arguments the model does not use raise
+    :class:`ConfigError`. (:func:`stgcn.models.create_model` also knows the shipped weights.)"""
     if name not in _MODELS:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     if "params" in kwargs and len(kwargs) == 1:  # the form stored in model.config

@@ -44,6 +44,7 @@ class STGCNConfig:
     first_residual: bool = True  # the paper puts a residual on every unit, the official code not on the first
     first_dropout: bool = True   # the official code drops the dropout kwarg for block 0
     local: bool = False          # the ablation's local convolution (unshared weights)
+    causal: bool = False         # temporal convs see only past frames (left padding): streaming with no look-ahead
     extra: dict = field(default_factory=dict)
 
 
@@ -97,7 +98,7 @@ class STGCN(nn.Module):
                 c_in, c_out, k, kernel_size=config.temporal_kernel, stride=stride,
                 dropout=config.dropout if (i > 0 or config.first_dropout) else 0.0,
                 residual=config.first_residual if i == 0 else True,
-                tie=self.graph.tie_weights, local_A=A[0] if config.local else None,
+                tie=self.graph.tie_weights, local_A=A[0] if config.local else None, causal=config.causal,
             ))
             c_in = c_out
         self.st_gcn_networks = nn.ModuleList(blocks)
@@ -120,6 +121,8 @@ class STGCN(nn.Module):
         d = asdict(self.cfg)
         d["channels"] = list(d["channels"])
         d["strides"] = list(d["strides"])
+        if not d["causal"]:  # the symmetric model's config (and so its checkpoint bytes) as before the option
+            del d["causal"]
         return {"name": self.cfg.extra.get("name", "stgcn"), "params": d}
 
     def check_input(self, x: torch.Tensor) -> None:

@@ -4,6 +4,7 @@ residual, then ReLU (the official block order), and its inference form (:meth:`S
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -27,18 +28,35 @@ class Dropout(nn.Dropout):
         return x * keep * scale
 
 
+class CausalConv2d(nn.Conv2d):
+    """A (Γ×1) temporal convolution that sees only the past: Γ − 1 zero frames are padded before
+    the first frame and none after the last, so output step ``j`` reads input frames
+    ``j·stride − Γ + 1 .. j·stride``. Same parameters (and checkpoint keys) as ``nn.Conv2d``; the
+    padding is done here rather than by the conv, which pads both sides alike. Folding a batch
+    norm into it (``fuse_conv_bn_eval`` deep-copies the module) keeps the class, so a fused model
+    stays causal."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, (0, 0, self.kernel_size[0] - 1, 0)))
+
+
 class TemporalUnit(nn.Sequential):
     """BN → ReLU → Conv(Γ×1, stride) → BN → Dropout. Indices 0..4 match the official ``tcn`` (its
-    checkpoint keys); the properties below name them."""
+    checkpoint keys); the properties below name them. ``causal``: the conv looks only at past frames
+    (:class:`CausalConv2d`), else at (Γ − 1) / 2 frames on each side."""
 
-    def __init__(self, channels: int, kernel_size: int = 9, stride: int = 1, dropout: float = 0.0) -> None:
+    def __init__(self, channels: int, kernel_size: int = 9, stride: int = 1, dropout: float = 0.0,
+                 causal: bool = False) -> None:
         if kernel_size % 2 != 1:
             raise ValueError(f"temporal kernel size must be odd, got {kernel_size}")
-        pad = (kernel_size - 1) // 2
+        if causal:
+            conv = CausalConv2d(channels, channels, (kernel_size, 1), (stride, 1))
+        else:
+            conv = nn.Conv2d(channels, channels, (kernel_size, 1), (stride, 1), ((kernel_size - 1) // 2, 0))
         super().__init__(
             nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, (kernel_size, 1), (stride, 1), (pad, 0)),
+            conv,
             nn.BatchNorm2d(channels),
             Dropout(dropout, inplace=True),
         )
@@ -72,13 +90,13 @@ class STGCNBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, num_subsets: int, *, kernel_size: int = 9,
                  stride: int = 1, dropout: float = 0.0, residual: bool = True, tie: str | None = None,
-                 local_A: torch.Tensor | None = None) -> None:
+                 local_A: torch.Tensor | None = None, causal: bool = False) -> None:
         super().__init__()
         if local_A is not None:
             self.gcn = LocalGraphConv(in_channels, out_channels, local_A)
         else:
             self.gcn = GraphConv(in_channels, out_channels, num_subsets, tie=tie)
-        self.tcn = TemporalUnit(out_channels, kernel_size, stride, dropout)
+        self.tcn = TemporalUnit(out_channels, kernel_size, stride, dropout, causal)
         self.has_residual = residual
         if residual and (in_channels != out_channels or stride != 1):
             self.residual = nn.Sequential(

@@ -3,8 +3,9 @@
 * ``GET /``: the page (upload a video or a ``.npy`` skeleton array; see the annotated video, each
   person's labels over time and the top-k table).
 * ``POST /api/predict``: multipart field ``file``; answers JSON: ``people`` (track id -> top-k
-  ``{label, score}``), ``scene``, ``timeline`` (track id -> per-window top-1), ``segments`` (None until
-  the segmenter lands), ``urls`` of the overlay video and the timeline image. A refused input answers
+  ``{label, score}``), ``scene``, ``timeline`` (track id -> per-window top-1), ``segments`` (track id
+  -> ``{label, start, end, score, decided_at}``, 0-based inclusive frames, plus ``delay_s`` for a
+  video), ``urls`` of the overlay video and the timeline image. A refused input answers
   4xx JSON ``{"error": ...}``: 400 malformed or empty, 413 too large, 415 not a video / .npy (by its
   bytes), 422 unusable content (wrong shape, NaN, undecodable video), 408 upload too slow, 503 every
   inference slot busy, 504 inference over the time limit.

@@ -3,9 +3,11 @@ array through the predictor; the answer as JSON-able data plus files in the job'
 
 A video goes through :func:`stgcn.inference.demo.run_demo` (pose, tracks, sliding windows, the
 overlay written as H.264), the same run as ``stgcn demo VIDEO``; its windows give each person's
-labels over time and, averaged, each person's top-k. A ``.npy`` skeleton array ((T, V, C) or
-(M, T, V, C), in the model's layout and channels) is scored per person and, for the timeline, on
-the same sliding windows as the stream uses (the contract's clip length, stride a quarter of it).
+labels over time and, averaged, each person's top-k, and its segmenters each person's segments. A
+``.npy`` skeleton array ((T, V, C) or (M, T, V, C), in the model's layout and channels) is scored
+per person and, for the timeline, on the same sliding windows as the stream uses (the contract's
+clip length, stride a quarter of it); its segments come from
+:func:`stgcn.inference.segmenter.segment_person`, as ``stgcn segment`` finds them.
 """
 
 from __future__ import annotations
@@ -34,16 +36,23 @@ def _topk(pairs: list[tuple[str, float]]) -> list[dict]:
     return [{"label": label, "score": round(float(score), 5)} for label, score in pairs]
 
 
-def _answer(predictor: Predictor, job: dict, people: dict, timeline: dict, scene: list, **extra: Any) -> dict:
-    from ..plots import plot_label_timeline
+def _answer(predictor: Predictor, job: dict, people: dict, timeline: dict, scene: list, segments: dict,
+            **extra: Any) -> dict:
+    """The JSON answer; ``segments``: track id -> decided segments; writes the timeline picture."""
+    from ..plots import plot_timeline, window_spans
 
     folder = Path(job["folder"])
-    plot_label_timeline(timeline, predictor.class_names, folder / TIMELINE_PNG, fps=extra.get("fps"),
-                        title=f"{job['filename']}: labels over time")
+    fps, frames = extra.get("fps"), int(extra["frames"])
+    rows = []
+    for key in sorted({*segments, *timeline}, key=int):
+        rows.append((f"person {key} segments", [d.segment for d in segments.get(key, [])]))
+        rows.append((f"person {key} windows", window_spans(timeline.get(key, []))))
+    plot_timeline(rows, predictor.class_names, max(frames, 1), folder / TIMELINE_PNG, fps=fps,
+                  title=f"{job['filename']}: segments and window labels")
+    times = None if fps is None else np.arange(frames + 1) / fps
     return {"kind": job["kind"], "filename": job["filename"], "people": people, "scene": scene,
             "timeline": timeline,
-            # track id -> [{label, start, end, score}] once stgcn.inference.segmenter lands; None until then
-            "segments": None,
+            "segments": {key: [d.to_json(times) for d in v] for key, v in segments.items()},
             "files": {"timeline": TIMELINE_PNG, **({"video": OVERLAY_MP4} if job["kind"] == "video" else {})},
             **extra}
 
@@ -73,7 +82,8 @@ def video_job(predictor: Predictor, job: dict) -> dict:
     people = {key: _topk(sorted(((lbl, s / counts[key]) for lbl, s in acc.items()), key=lambda t: -t[1])[:k])
               for key, acc in sums.items()}
     last = next((w for w in reversed(res.windows) if not w.nobody), None)
-    return _answer(predictor, job, people, timeline, _topk(last.scene[:k]) if last else [],
+    segments = {str(tid): v for tid, v in res.segments.items()}
+    return _answer(predictor, job, people, timeline, _topk(last.scene[:k]) if last else [], segments,
                    frames=res.frames, fps=fps, width=width, height=height,
                    truncated=res.frames >= int(job["max_frames"]), nobody=not people)
 
@@ -114,8 +124,19 @@ def skeleton_job(predictor: Predictor, job: dict) -> dict:
     people = {str(i): _topk(predictor(clip[..., i:i + 1], k)) for i in present}
     timeline = {str(i): window_labels(predictor, clip[..., i:i + 1]) for i in present}
     scene = _topk(predictor(clip, k)) if present else []
-    return _answer(predictor, job, people, timeline, scene, frames=int(clip.shape[1]), fps=None,
+    segments = {str(i): person_segments(predictor, clip[..., i]) for i in present}
+    return _answer(predictor, job, people, timeline, scene, segments, frames=int(clip.shape[1]), fps=None,
                    persons=int(clip.shape[3]), nobody=not present)
+
+
+def person_segments(predictor: Predictor, person: np.ndarray) -> list:
+    """Segments of one person's frames (C, T, V), as ``stgcn segment`` finds them: the checkpoint's
+    segmenter settings, else the defaults over the stream's window."""
+    from ..inference.segmenter import SegmenterConfig, WindowScorer, segment_person
+
+    config = SegmenterConfig.for_model(predictor.meta, predictor.model, window=predictor.contract.clip_len or 64)
+    return segment_person(WindowScorer(predictor, config.window), config, person.transpose(1, 2, 0),
+                          predictor.class_names)
 
 
 def window_labels(predictor: Predictor, clip: np.ndarray) -> list[dict]:

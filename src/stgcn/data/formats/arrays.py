@@ -91,14 +91,8 @@ def read_npz(path: str | Path, key: str | None = None, *, label: int | None = No
     return array_to_sample(arr, k, str(path), label, layout)
 
 
-def read_labels_csv(path: str | Path, class_names: list[str] | None = None
-                    ) -> tuple[list[tuple[str, int | None, tuple[str, ...]]], list[str]]:
-    """Parse a labels CSV into ``[(name, label, splits)]`` and the class names.
-
-    Integer labels are used as given; names become indices in order of ``class_names`` (or of first
-    appearance when none are given, then sorted for a stable numbering). An empty label means unknown.
-    """
-    path = Path(path)
+def _csv_rows(path: Path) -> list[list[str]]:
+    """The CSV's rows, the first checked to be a ``name,label,...`` header."""
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -113,7 +107,51 @@ def read_labels_csv(path: str | Path, class_names: list[str] | None = None
     header = [h.strip() for h in rows[0]]
     if len(header) < 2 or header[0].lower() != "name" or header[1].lower() != "label":
         raise DataError(f"header must start with 'name,label', found {rows[0][:3]}", file=file, record="line 1")
-    extra = header[2:]
+    return rows
+
+
+def _row_splits(extra: list[str], values: list[str], file: str, ln: int) -> tuple[str, ...]:
+    """The splits one row names: a ``split`` column's value, or each 1/true split column."""
+    splits = []
+    for col, val in zip(extra, values, strict=True):
+        v = val.strip()
+        if col.lower() == "split":
+            if v:
+                splits.append(v)
+        elif v.lower() in _TRUE:
+            splits.append(col)
+        elif v.lower() not in _FALSE:
+            raise DataError(f"split column {col!r} must be 1/0 or true/false, found {v!r}",
+                            file=file, record=f"line {ln}")
+    return tuple(splits)
+
+
+def _label_index(lab: str, classes: list[str], file: str, ln: int) -> int | None:
+    """One row's label as an index into ``classes`` (None: empty, unknown)."""
+    if not lab:
+        return None
+    if _is_int(lab):
+        label = int(lab)
+        if label < 0 or (classes and label >= len(classes)):
+            raise DataError(f"label {label} outside 0..{len(classes) - 1 if classes else 'inf'}",
+                            file=file, record=f"line {ln}")
+        return label
+    if lab not in classes:
+        raise DataError(f"label {lab!r} is not a known class", file=file, record=f"line {ln}")
+    return classes.index(lab)
+
+
+def read_labels_csv(path: str | Path, class_names: list[str] | None = None
+                    ) -> tuple[list[tuple[str, int | None, tuple[str, ...]]], list[str]]:
+    """Parse a labels CSV into ``[(name, label, splits)]`` and the class names.
+
+    Integer labels are used as given; names become indices in order of ``class_names`` (or of first
+    appearance when none are given, then sorted for a stable numbering). An empty label means unknown.
+    """
+    path = Path(path)
+    file = str(path)
+    rows = _csv_rows(path)
+    header = [h.strip() for h in rows[0]]
     raw = []
     seen = set()
     for ln, row in enumerate(rows[1:], start=2):
@@ -127,37 +165,13 @@ def read_labels_csv(path: str | Path, class_names: list[str] | None = None
         if name in seen:
             raise DataError(f"duplicate name {name!r}", file=file, record=f"line {ln}")
         seen.add(name)
-        splits = []
-        for col, val in zip(extra, row[2:], strict=True):
-            v = val.strip()
-            if col.lower() == "split":
-                if v:
-                    splits.append(v)
-            elif v.lower() in _TRUE:
-                splits.append(col)
-            elif v.lower() not in _FALSE:
-                raise DataError(f"split column {col!r} must be 1/0 or true/false, found {v!r}",
-                                file=file, record=f"line {ln}")
-        raw.append((ln, name, row[1].strip(), tuple(splits)))
+        raw.append((ln, name, row[1].strip(), _row_splits(header[2:], row[2:], file, ln)))
     names_given = class_names is not None
     classes = list(class_names) if names_given else []
     textual = [lab for _, _, lab, _ in raw if lab and not _is_int(lab)]
     if textual and not names_given:
         classes = sorted(set(textual))
-    out = []
-    for ln, name, lab, splits in raw:
-        if not lab:
-            label = None
-        elif _is_int(lab):
-            label = int(lab)
-            if label < 0 or (classes and label >= len(classes)):
-                raise DataError(f"label {label} outside 0..{len(classes) - 1 if classes else 'inf'}",
-                                file=file, record=f"line {ln}")
-        else:
-            if lab not in classes:
-                raise DataError(f"label {lab!r} is not a known class", file=file, record=f"line {ln}")
-            label = classes.index(lab)
-        out.append((name, label, splits))
+    out = [(name, _label_index(lab, classes, file, ln), splits) for ln, name, lab, splits in raw]
     if not classes:
         top = max((lab for _, lab, _ in out if lab is not None), default=-1)
         classes = [str(i) for i in range(top + 1)]

@@ -210,6 +210,12 @@ def _repeated_ids(ids: np.ndarray) -> np.ndarray:
     return dup
 
 
+def _utk_recording(file_name: str) -> dict[str, int]:
+    """``subject`` and ``sequence`` from a ``joints_sSS_eEE.txt`` name (nothing for another name)."""
+    m = re.search(r"s(\d\d)_e(\d\d)", file_name)
+    return {"subject": int(m.group(1)), "sequence": int(m.group(2))} if m else {}
+
+
 @functools.lru_cache(maxsize=32)
 def _utk_sequence(path: str) -> np.ndarray:
     # Ten segments share one sequence file: parse it once per process.
@@ -239,9 +245,7 @@ def read_utkinect(path: str | Path, start: float, end: float, *, dedupe: bool = 
     kp = arr[sel, 1:].reshape(-1, 20, 3)
     meta = {"layout": "kinect-v1", "start": start, "end": end, "frame_ids": ids[sel].astype(int).tolist(),
             "repeated_frame_ids": n_dup, "deduplicated": dedupe}
-    m = re.search(r"s(\d\d)_e(\d\d)", path.name)
-    if m:
-        meta.update(subject=int(m.group(1)), sequence=int(m.group(2)))
+    meta.update(_utk_recording(path.name))
     return Sample(keypoint=kp[None], label=label, name=name or path.stem, meta=meta)
 
 
@@ -256,7 +260,5 @@ def read_utkinect_sequence(path: str | Path, *, dedupe: bool = True) -> Sample:
     keep = ~_repeated_ids(arr[:, 0]) if dedupe else np.ones(len(arr), dtype=bool)
     meta = {"frame_ids": arr[keep, 0].astype(int).tolist(), "repeated_frame_ids": int((~keep).sum()),
             "deduplicated": dedupe, "fps": UTK_FPS}
-    m = re.search(r"s(\d\d)_e(\d\d)", path.name)
-    if m:
-        meta.update(subject=int(m.group(1)), sequence=int(m.group(2)))
+    meta.update(_utk_recording(path.name))
     return Sample(keypoint=arr[keep, 1:].reshape(1, -1, 20, 3), name=path.name.split(".")[0], meta=meta)

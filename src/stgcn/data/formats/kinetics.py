@@ -95,6 +95,93 @@ def pad_frames(kp: np.ndarray, score: np.ndarray | None, pad_to: int | None, mod
     raise DataError(f"unknown pad_mode {mode!r}; expected 'loop' or 'zero'", file=file)
 
 
+def _frame_count(frames: list, file: str, max_frames: int, max_people: int) -> int:
+    """First pass: validate each frame entry (not its people) and return T, the largest frame_index."""
+    num_t = 0
+    for i, fr in enumerate(frames):
+        rec = f"data[{i}]"
+        if not isinstance(fr, dict) or "frame_index" not in fr or "skeleton" not in fr:
+            raise DataError("frame entry needs 'frame_index' and 'skeleton'", file=file, record=rec)
+        fi = fr["frame_index"]
+        if isinstance(fi, bool) or not isinstance(fi, int) or not 1 <= fi <= max_frames:
+            raise DataError(f"frame_index must be an integer in 1..{max_frames}, found {fi!r}",
+                            file=file, record=rec)
+        if not isinstance(fr["skeleton"], list):
+            raise DataError("'skeleton' must be a list of people", file=file, record=rec)
+        if len(fr["skeleton"]) > max_people:
+            raise DataError(f"{len(fr['skeleton'])} people in one frame, more than max_people={max_people}",
+                            file=file, record=rec)
+        num_t = max(num_t, fi)
+    if num_t == 0:
+        raise DataError("clip has no frame", file=file, record="data")
+    return num_t
+
+
+def _person(person, file: str, rec: str) -> tuple[np.ndarray, np.ndarray]:
+    """One ``skeleton`` entry -> ((18, 2) pose, (18,) score), validated."""
+    if not isinstance(person, dict) or "pose" not in person or "score" not in person:
+        raise DataError("person entry needs 'pose' and 'score'", file=file, record=rec)
+    try:
+        pose = np.asarray(person["pose"], dtype=np.float32)
+        sc = np.asarray(person["score"], dtype=np.float32)
+    except (TypeError, ValueError):
+        raise DataError("'pose' and 'score' must be lists of numbers", file=file, record=rec) from None
+    if pose.shape != (2 * NUM_JOINTS,) or sc.shape != (NUM_JOINTS,):
+        raise DataError(f"expected {2 * NUM_JOINTS} pose and {NUM_JOINTS} score values, found "
+                        f"shapes {pose.shape} and {sc.shape}", file=file, record=rec)
+    if not (np.isfinite(pose).all() and np.isfinite(sc).all()):
+        raise DataError("NaN or infinite value", file=file, record=rec)
+    return pose.reshape(NUM_JOINTS, 2), sc
+
+
+def _people_by_frame(frames: list, file: str) -> dict[int, list]:
+    """Second pass: the validated people, kept per frame (0-based) by slot. A later entry for the
+    same frame_index replaces the slots it lists: memory in proportion to the file."""
+    rows: dict[int, list] = {}
+    for i, fr in enumerate(frames):
+        t = fr["frame_index"] - 1
+        row = rows.setdefault(t, [])
+        for m, person in enumerate(fr["skeleton"]):
+            cell = _person(person, file, f"data[{i}].skeleton[{m}] (frame_index {t + 1})")
+            if m < len(row):
+                row[m] = cell
+            else:
+                row.append(cell)
+    return rows
+
+
+def _assemble(rows: dict[int, list], num_t: int, max_persons: int, person_selection: str,
+              file: str) -> tuple[np.ndarray, np.ndarray]:
+    """The kept people as (M, T, 18, 2) keypoints and (M, T, 18) scores (absent frames stay zero)."""
+    num_p = max(1, max((len(row) for row in rows.values()), default=0))
+    order = _slot_order(rows, num_p, num_t, max_persons, person_selection, file)
+    num_m = min(num_p, max_persons)
+    kp = np.zeros((num_m, num_t, NUM_JOINTS, 2), dtype=np.float32)
+    score = np.zeros((num_m, num_t, NUM_JOINTS), dtype=np.float32)
+    for t, row in rows.items():
+        for j, m in enumerate(order(t)):
+            if m < len(row):
+                kp[j, t], score[j, t] = row[m]
+    return kp, score
+
+
+def _clip_label(doc: dict, label: int | None, class_names: list[str] | None, file: str) -> int | None:
+    """``label`` if given, else the file's ``label`` (by ``class_names``) or ``label_index``."""
+    if label is None:
+        if class_names is not None and "label" in doc:
+            if doc["label"] not in class_names:
+                raise DataError(f"label {doc['label']!r} is not in the class list", file=file, record="label")
+            label = class_names.index(doc["label"])
+        elif "label_index" in doc:
+            li = doc["label_index"]
+            if isinstance(li, bool) or not isinstance(li, int) or li < -1:
+                raise DataError(f"label_index must be an integer, found {li!r}", file=file, record="label_index")
+            label = None if li == -1 else li  # -1 = unlabeled (the test set release)
+    if label is not None and class_names is not None and not 0 <= label < len(class_names):
+        raise DataError(f"label {label} outside the {len(class_names)} classes", file=file, record="label_index")
+    return label
+
+
 def read_kinetics(path: str | Path, *, max_persons: int = 2, person_selection: str = "clip",
                   pad_to: int | None = None, pad_mode: str = "loop", label: int | None = None,
                   class_names: list[str] | None = None, max_frames: int = MAX_FRAMES,
@@ -121,75 +208,13 @@ def read_kinetics(path: str | Path, *, max_persons: int = 2, person_selection: s
         raise DataError("'data' must be a list of frames", file=file, record="data")
     if max_persons < 1:
         raise DataError(f"max_persons must be >= 1, found {max_persons}", file=file)
-    # First pass: validate the frames and find T.
-    num_t = 0
-    for i, fr in enumerate(frames):
-        rec = f"data[{i}]"
-        if not isinstance(fr, dict) or "frame_index" not in fr or "skeleton" not in fr:
-            raise DataError("frame entry needs 'frame_index' and 'skeleton'", file=file, record=rec)
-        fi = fr["frame_index"]
-        if isinstance(fi, bool) or not isinstance(fi, int) or not 1 <= fi <= max_frames:
-            raise DataError(f"frame_index must be an integer in 1..{max_frames}, found {fi!r}",
-                            file=file, record=rec)
-        if not isinstance(fr["skeleton"], list):
-            raise DataError("'skeleton' must be a list of people", file=file, record=rec)
-        if len(fr["skeleton"]) > max_people:
-            raise DataError(f"{len(fr['skeleton'])} people in one frame, more than max_people={max_people}",
-                            file=file, record=rec)
-        num_t = max(num_t, fi)
-    if num_t == 0:
-        raise DataError("clip has no frame", file=file, record="data")
-    # Second pass: validate the people, kept per frame by slot (a later entry for the same
-    # frame_index replaces the slots it lists): memory in proportion to the file.
-    rows: dict[int, list] = {}
-    for i, fr in enumerate(frames):
-        t = fr["frame_index"] - 1
-        row = rows.setdefault(t, [])
-        for m, person in enumerate(fr["skeleton"]):
-            rec = f"data[{i}].skeleton[{m}] (frame_index {t + 1})"
-            if not isinstance(person, dict) or "pose" not in person or "score" not in person:
-                raise DataError("person entry needs 'pose' and 'score'", file=file, record=rec)
-            try:
-                pose = np.asarray(person["pose"], dtype=np.float32)
-                sc = np.asarray(person["score"], dtype=np.float32)
-            except (TypeError, ValueError):
-                raise DataError("'pose' and 'score' must be lists of numbers", file=file, record=rec) from None
-            if pose.shape != (2 * NUM_JOINTS,) or sc.shape != (NUM_JOINTS,):
-                raise DataError(f"expected {2 * NUM_JOINTS} pose and {NUM_JOINTS} score values, found "
-                                f"shapes {pose.shape} and {sc.shape}", file=file, record=rec)
-            if not (np.isfinite(pose).all() and np.isfinite(sc).all()):
-                raise DataError("NaN or infinite value", file=file, record=rec)
-            cell = (pose.reshape(NUM_JOINTS, 2), sc)
-            if m < len(row):
-                row[m] = cell
-            else:
-                row.append(cell)
-    num_p = max(1, max((len(row) for row in rows.values()), default=0))
-    order = _slot_order(rows, num_p, num_t, max_persons, person_selection, file)
-    num_m = min(num_p, max_persons)
-    kp = np.zeros((num_m, num_t, NUM_JOINTS, 2), dtype=np.float32)
-    score = np.zeros((num_m, num_t, NUM_JOINTS), dtype=np.float32)
-    for t, row in rows.items():
-        for j, m in enumerate(order(t)):
-            if m < len(row):
-                kp[j, t], score[j, t] = row[m]
+    num_t = _frame_count(frames, file, max_frames, max_people)
+    rows = _people_by_frame(frames, file)
+    kp, score = _assemble(rows, num_t, max_persons, person_selection, file)
     kp, score = pad_frames(kp, score, pad_to, pad_mode, file)
-
-    if label is None:
-        if class_names is not None and "label" in doc:
-            if doc["label"] not in class_names:
-                raise DataError(f"label {doc['label']!r} is not in the class list", file=file, record="label")
-            label = class_names.index(doc["label"])
-        elif "label_index" in doc:
-            li = doc["label_index"]
-            if isinstance(li, bool) or not isinstance(li, int) or li < -1:
-                raise DataError(f"label_index must be an integer, found {li!r}", file=file, record="label_index")
-            label = None if li == -1 else li  # -1 = unlabeled (the test set release)
-    if label is not None and class_names is not None and not 0 <= label < len(class_names):
-        raise DataError(f"label {label} outside the {len(class_names)} classes", file=file, record="label_index")
+    label = _clip_label(doc, label, class_names, file)
     meta = {"layout": "openpose", "frames_in_file": len(frames), "person_selection": person_selection,
-            "pad_mode": pad_mode,
-            "pad_to": pad_to, "label_name": doc.get("label")}
+            "pad_mode": pad_mode, "pad_to": pad_to, "label_name": doc.get("label")}
     return Sample(keypoint=kp, score=score, label=label, name=path.stem, meta=meta)
 
 

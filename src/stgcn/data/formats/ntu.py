@@ -1,10 +1,11 @@
 """NTU RGB+D 60 / 120 ``.skeleton`` files (Kinect v2, 25 joints, text).
 
-The format is a tree of counts (frames -> bodies -> joints, see ``reference/formats.md``). A
-straightforward reader calls ``float()`` once per token and builds a dict per joint, which costs
-about 60 ms for a 300-frame two-body file. Here the whole file is tokenised once and only the
-header counts (one per frame) are walked in Python; body and joint blocks are sliced out of the
-token values without a loop per joint.
+The format is a tree of counts (frames -> bodies -> joints; the fields of each are listed in
+BODY_FIELDS and JOINT_FIELDS below, in the order of the dataset's own reader, shahroudy/NTURGB-D
+``Matlab/read_skeleton_file.m``). A straightforward reader calls ``float()`` once per token and
+builds a dict per joint, which costs about 60 ms for a 300-frame two-body file. Here the whole
+file is tokenised once and only the header counts (one per frame) are walked in Python; body and
+joint blocks are sliced out of the token values without a loop per joint.
 
 * With the C extension ``_ntu_fast`` (built by ``pip install``; optional), one pass over the bytes
   gives every token's float64 value (bit-identical to ``float(token)``), start offset and kind
@@ -73,7 +74,8 @@ _JOINT_BLOCK = NUM_JOINTS * len(JOINT_FIELDS)
 
 NAME_RE = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
 
-# Training performers of the cross-subject protocols (reference/formats.md).
+# Training performers of the cross-subject protocols (Shahroudy et al., CVPR 2016, for NTU-60; Liu
+# et al., TPAMI 2019, for NTU-120) and training cameras of cross-view (NTU-60).
 XSUB60_TRAIN = frozenset((1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38))
 XSUB120_TRAIN = XSUB60_TRAIN | frozenset((45, 46, 47, 49, 50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78,
                                           80, 81, 82, 83, 84, 85, 86, 89, 91, 92, 93, 94, 95, 97, 98, 100,
@@ -314,17 +316,32 @@ def parse_ntu_skeleton(data: bytes, name: str = "<memory>") -> NTUSkeleton:
     return _parse_numpy(bytes(data), name)
 
 
-def _parse_numpy(data: bytes, name: str) -> NTUSkeleton:
-    """The path without the C extension (and for the odd token only ``float()`` reads, "1_0")."""
-    tk = _Tokens(data, name)
+def _frame_count(tk: _Tokens) -> int:
+    """The header's frame count, checked against the number of tokens (either tokeniser)."""
     if tk.n == 0:
-        raise DataError("empty file", file=name, record="line 1")
+        raise DataError("empty file", file=tk.file, record="line 1")
     num_frames = tk.int_at(0, "the frame count")
     # Every frame takes at least one token (its body count): a larger claim is a corrupt header,
     # rejected before anything is allocated from it.
     if num_frames < 0 or num_frames > tk.n - 1:
         raise DataError(f"header claims {num_frames} frames but the file holds only {tk.n} tokens",
-                        file=name, record="line 1")
+                        file=tk.file, record="line 1")
+    return num_frames
+
+
+def _body_count_error(tk: _Tokens, pos: int, nb: int, t: int) -> DataError:
+    """The error for frame ``t``'s body count ``nb`` (at token ``pos``): negative, or more bodies than
+    the tokens left can hold (either tokeniser; the caller tests, in its own loop)."""
+    if nb < 0:
+        return tk.error(pos, f"negative body count {nb}", t)
+    return tk.error(pos, f"frame claims {nb} bodies but the file ends before them "
+                         f"(truncated file or corrupt count)", t)
+
+
+def _parse_numpy(data: bytes, name: str) -> NTUSkeleton:
+    """The path without the C extension (and for the odd token only ``float()`` reads, "1_0")."""
+    tk = _Tokens(data, name)
+    num_frames = _frame_count(tk)
     pos = 1
     body_pos: list[int] = []
     body_frame: list[int] = []
@@ -333,10 +350,7 @@ def _parse_numpy(data: bytes, name: str) -> NTUSkeleton:
     for t in range(num_frames):
         nb = tk.int_at(pos, "the body count", frame=t)
         if nb < 0 or pos + 1 + nb * _BODY_LEN > tk.n:
-            if nb < 0:
-                raise tk.error(pos, f"negative body count {nb}", t)
-            raise tk.error(pos, f"frame claims {nb} bodies but the file ends before them "
-                                f"(truncated file or corrupt count)", t)
+            raise _body_count_error(tk, pos, nb, t)
         per_frame[t] = nb
         pos += 1
         for m in range(nb):
@@ -361,15 +375,9 @@ def _parse_numpy(data: bytes, name: str) -> NTUSkeleton:
     if not np.isfinite(joints).all() or not np.isfinite(fields).all():
         bad = int(np.flatnonzero(~(np.isfinite(joints).all((1, 2)) & np.isfinite(fields).all(1)))[0])
         raise tk.error(int(bpos[bad]), "NaN or infinite value in this body", body_frame[bad])
-    frames = np.asarray(body_frame, dtype=np.int64)
-    slots = np.asarray(body_slot, dtype=np.int64)
-    # Group the records by bodyID, bodies ordered by first appearance.
-    uniq, first, inverse = np.unique(ids.astype(str) if ids.dtype == object else ids,
-                                     return_index=True, return_inverse=True)
-    for u in np.argsort(first, kind="stable"):
-        sel = np.flatnonzero(inverse == u)
-        skel.bodies.append(NTUBody(body_id=int(ids[first[u]]), frames=frames[sel], slots=slots[sel],
-                                   fields=fields[sel], joints=joints[sel]))
+    rows = np.arange(len(bpos))
+    _add_bodies(skel, ids, np.asarray(body_frame, dtype=np.int64), np.asarray(body_slot, dtype=np.int64),
+                fields, rows, joints, rows)
     return skel
 
 
@@ -478,14 +486,34 @@ def _parse_c(data: bytes | memoryview, name: str, xyz_only: bool = False) -> NTU
             return None  # "1_0" and the like: valid for float(), not for the C parser
         except ValueError:
             pass
-    if n == 0:
-        raise DataError("empty file", file=name, record="line 1")
-    num_frames = tk.int_at(0, "the frame count")
-    # Every frame takes at least one token (its body count): a larger claim is a corrupt header,
-    # rejected before anything is allocated from it.
-    if num_frames < 0 or num_frames > n - 1:
-        raise DataError(f"header claims {num_frames} frames but the file holds only {n} tokens",
-                        file=name, record="line 1")
+    num_frames = _frame_count(tk)
+    fpos, nbs, pos = _walk_frames_c(tk, num_frames)
+    bpos, body_frame, body_slot = _body_positions(tk, fpos, nbs)
+    if pos != n:
+        raise tk.error(pos, f"{n - pos} unexpected tokens after the last frame "
+                            f"(frame or body count too small?)")
+    skel = NTUSkeleton(name=name, num_frames=num_frames, bodies_per_frame=np.asarray(nbs, dtype=np.int64))
+    if not len(bpos):
+        return skel
+    ids = tk.exact_ints(bpos, "bodyID")
+    if bad >= 0 or nonfinite:
+        _check_values_c(tk, bpos, body_frame, bad >= 0, nonfinite)
+    # Rows of the token values starting at each position (no copy): a body's fields and joints are
+    # one fancy index each, copied once, straight into the body they belong to.
+    field_rows = np.lib.stride_tricks.sliding_window_view(tk.vals, len(BODY_FIELDS) - 1)
+    if xyz_only:  # row r: the (25, 3) x, y, z of a joint block starting at token r
+        joint_rows = np.lib.stride_tricks.as_strided(tk.vals, (n - _JOINT_BLOCK + 1, NUM_JOINTS, 3),
+                                                     (8, 8 * len(JOINT_FIELDS), 8), writeable=False)
+    else:
+        joint_rows = np.lib.stride_tricks.sliding_window_view(tk.vals, _JOINT_BLOCK)
+    _add_bodies(skel, ids, body_frame, body_slot, field_rows, bpos + 1, joint_rows, bpos + len(BODY_FIELDS) + 1)
+    return skel
+
+
+def _walk_frames_c(tk: _CTokens, num_frames: int) -> tuple[list[int], list[int], int]:
+    """Walk the body counts: each frame's token position and body count, and the position after the
+    last frame. Only the counts are read here; the bodies are checked at once by _body_positions."""
+    n = tk.n
     fpos: list[int] = []
     nbs: list[int] = []
     vm, km = memoryview(tk.vals), memoryview(tk.kinds)  # Python scalars without numpy's boxing
@@ -497,28 +525,23 @@ def _parse_c(data: bytes | memoryview, name: str, xyz_only: bool = False) -> NTU
             else:
                 nb = tk.int_at(pos, "the body count", frame=t)
             if nb < 0 or pos + 1 + nb * _BODY_LEN > n:
-                if nb < 0:
-                    raise tk.error(pos, f"negative body count {nb}", t)
-                raise tk.error(pos, f"frame claims {nb} bodies but the file ends before them "
-                                    f"(truncated file or corrupt count)", t)
+                raise _body_count_error(tk, pos, nb, t)
             fpos.append(pos)
             nbs.append(nb)
             pos += 1 + nb * _BODY_LEN
     except DataError:
         _body_positions(tk, fpos, nbs)  # a bad joint count in an earlier frame is reported first
         raise
-    bpos, body_frame, body_slot = _body_positions(tk, fpos, nbs)
-    if pos != n:
-        raise tk.error(pos, f"{n - pos} unexpected tokens after the last frame "
-                            f"(frame or body count too small?)")
-    skel = NTUSkeleton(name=name, num_frames=num_frames, bodies_per_frame=np.asarray(nbs, dtype=np.int64))
-    if not len(bpos):
-        return skel
-    ids = tk.exact_ints(bpos, "bodyID")
-    if bad >= 0 or nonfinite:  # only then: these index arrays are as large as the file
-        fidx = bpos[:, None] + np.arange(1, len(BODY_FIELDS))
-        jidx = bpos[:, None] + (len(BODY_FIELDS) + 1) + np.arange(_JOINT_BLOCK)
-    if bad >= 0:  # the first non-number among the body fields, then among the joints
+    return fpos, nbs, pos
+
+
+def _check_values_c(tk: _CTokens, bpos: np.ndarray, body_frame: np.ndarray, bad: bool, nonfinite: bool) -> None:
+    """Raise on the first non-number among the body fields, then among the joints (``bad``), and on
+    the first body holding NaN or infinity (``nonfinite``). Called only when the tokeniser saw one:
+    these index arrays are as large as the file."""
+    fidx = bpos[:, None] + np.arange(1, len(BODY_FIELDS))
+    jidx = bpos[:, None] + (len(BODY_FIELDS) + 1) + np.arange(_JOINT_BLOCK)
+    if bad:
         for idx in (fidx, jidx):
             hit = np.flatnonzero(tk.kinds[idx.reshape(-1)] == _K_BAD)
             if hit.size:
@@ -529,16 +552,6 @@ def _parse_c(data: bytes | memoryview, name: str, xyz_only: bool = False) -> NTU
         if not ok.all():
             b = int(np.flatnonzero(~ok)[0])
             raise tk.error(int(bpos[b]), "NaN or infinite value in this body", int(body_frame[b]))
-    # Rows of the token values starting at each position (no copy): a body's fields and joints are
-    # one fancy index each, copied once, straight into the body they belong to.
-    field_rows = np.lib.stride_tricks.sliding_window_view(tk.vals, len(BODY_FIELDS) - 1)
-    if xyz_only:  # row r: the (25, 3) x, y, z of a joint block starting at token r
-        joint_rows = np.lib.stride_tricks.as_strided(tk.vals, (n - _JOINT_BLOCK + 1, NUM_JOINTS, 3),
-                                                     (8, 8 * len(JOINT_FIELDS), 8), writeable=False)
-    else:
-        joint_rows = np.lib.stride_tricks.sliding_window_view(tk.vals, _JOINT_BLOCK)
-    _add_bodies(skel, ids, body_frame, body_slot, field_rows, bpos + 1, joint_rows, bpos + len(BODY_FIELDS) + 1)
-    return skel
 
 
 def _add_bodies(skel: NTUSkeleton, ids: np.ndarray, frame: np.ndarray, slot: np.ndarray, field_src: np.ndarray,

@@ -16,7 +16,8 @@ from ...errors import DataError
 from ..sample import Sample
 from . import jsontext
 
-# openpose-18 (COCO order, see reference/formats.md) joint j is BODY_25 keypoint BODY25_TO_COCO18[j]:
+# openpose-18 (the COCO-18 order of the official st-gcn net/utils/graph.py) joint j is BODY_25
+# keypoint BODY25_TO_COCO18[j]:
 #   0 nose<-0, 1 neck<-1, 2 r-shoulder<-2, 3 r-elbow<-3, 4 r-wrist<-4, 5 l-shoulder<-5,
 #   6 l-elbow<-6, 7 l-wrist<-7, 8 r-hip<-9, 9 r-knee<-10, 10 r-ankle<-11, 11 l-hip<-12,
 #   12 l-knee<-13, 13 l-ankle<-14, 14 r-eye<-15, 15 l-eye<-16, 16 r-ear<-17, 17 l-ear<-18.
@@ -55,6 +56,67 @@ def frame_files(folder: str | Path, max_frames: int = MAX_FRAMES) -> list[tuple[
     return out
 
 
+def _person_keypoints(person, num_kp: int | None, file: str, rec: str) -> np.ndarray:
+    """One ``people`` entry -> (V, 3) float64 x, y, score, validated; V must be ``num_kp`` when given."""
+    if not isinstance(person, dict) or "pose_keypoints_2d" not in person:
+        raise DataError("person entry needs 'pose_keypoints_2d'", file=file, record=rec)
+    try:
+        arr = np.asarray(person["pose_keypoints_2d"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError("'pose_keypoints_2d' must be a list of numbers", file=file, record=rec) from None
+    if arr.ndim != 1 or arr.size not in (54, 75):
+        raise DataError(f"expected 54 (COCO-18) or 75 (BODY_25) values, found shape {arr.shape}",
+                        file=file, record=rec)
+    if num_kp is not None and arr.size // 3 != num_kp:
+        raise DataError(f"{arr.size // 3} keypoints where earlier frames had {num_kp}", file=file, record=rec)
+    if not np.isfinite(arr).all():
+        raise DataError("NaN or infinite value", file=file, record=rec)
+    return arr.reshape(-1, 3)
+
+
+def _read_frames(files: list[tuple[int, Path]], max_people: int) -> tuple[list[list[np.ndarray]], int | None]:
+    """Every frame file's people as (V, 3) arrays, in listed order, and V (None: nobody in any frame)."""
+    people_per_frame: list[list[np.ndarray]] = []
+    num_kp: int | None = None
+    for fidx, p in files:
+        try:
+            doc = jsontext.loads(p.read_bytes(), str(p))
+        except OSError as exc:
+            raise DataError(f"cannot read file: {exc.strerror or exc}", file=str(p)) from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("people"), list):
+            raise DataError("missing list 'people'", file=str(p), record=f"frame {fidx}")
+        if len(doc["people"]) > max_people:
+            raise DataError(f"{len(doc['people'])} people in one frame, more than max_people={max_people}",
+                            file=str(p), record=f"frame {fidx}")
+        persons = []
+        for k, person in enumerate(doc["people"]):
+            persons.append(_person_keypoints(person, num_kp, str(p), f"frame {fidx}, people[{k}]"))
+            num_kp = persons[-1].shape[0]
+        people_per_frame.append(persons)
+    return people_per_frame, num_kp
+
+
+def _rank_by_mean_score(frame_numbers: list[int], people_per_frame: list[list[np.ndarray]], num_p: int,
+                        t_total: int, v: int, joints, max_persons: int) -> list[int]:
+    """The ``max_persons`` slots with the highest mean score over the clip (over the kept ``joints``).
+
+    One slot at a time through the same operations a (P, T, V, 3) float64 array went through (so the
+    sums round, and ties break, as they always did), in 2 x T x V x 3 memory. Two slots, the second
+    left empty: with one, numpy would sum a BODY25_TO_COCO18-indexed array in another order than with
+    several. ``frame_numbers`` are 0-based frame positions, one per entry of ``people_per_frame``.
+    """
+    buf = np.zeros((2, t_total, v, 3), dtype=np.float64)
+    mean = np.zeros(num_p, dtype=np.float64)
+    for m in range(num_p):
+        filled = [(t, ps[m]) for t, ps in zip(frame_numbers, people_per_frame, strict=True) if m < len(ps)]
+        for t, arr in filled:
+            buf[0, t] = arr
+        mean[m] = buf[:, :, joints][..., 2].mean(axis=(1, 2))[0]
+        for t, _arr in filled:
+            buf[0, t] = 0
+    return np.argsort(-mean, kind="stable")[:max_persons].tolist()
+
+
 def read_openpose(folder: str | Path, *, to_coco18: bool = False, image_size: tuple[int, int] | None = None,
                   max_persons: int | None = None, label: int | None = None, name: str | None = None,
                   max_frames: int = MAX_FRAMES, max_people: int = MAX_PEOPLE) -> Sample:
@@ -70,42 +132,11 @@ def read_openpose(folder: str | Path, *, to_coco18: bool = False, image_size: tu
     """
     files = frame_files(folder, max_frames)
     first = files[0][0]
-    people_per_frame: list[list[np.ndarray]] = []
-    num_kp: int | None = None
-    for fidx, p in files:
-        try:
-            doc = jsontext.loads(p.read_bytes(), str(p))
-        except OSError as exc:
-            raise DataError(f"cannot read file: {exc.strerror or exc}", file=str(p)) from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("people"), list):
-            raise DataError("missing list 'people'", file=str(p), record=f"frame {fidx}")
-        if len(doc["people"]) > max_people:
-            raise DataError(f"{len(doc['people'])} people in one frame, more than max_people={max_people}",
-                            file=str(p), record=f"frame {fidx}")
-        persons = []
-        for k, person in enumerate(doc["people"]):
-            rec = f"frame {fidx}, people[{k}]"
-            if not isinstance(person, dict) or "pose_keypoints_2d" not in person:
-                raise DataError("person entry needs 'pose_keypoints_2d'", file=str(p), record=rec)
-            try:
-                arr = np.asarray(person["pose_keypoints_2d"], dtype=np.float64)
-            except (TypeError, ValueError):
-                raise DataError("'pose_keypoints_2d' must be a list of numbers", file=str(p), record=rec) from None
-            if arr.ndim != 1 or arr.size not in (54, 75):
-                raise DataError(f"expected 54 (COCO-18) or 75 (BODY_25) values, found shape {arr.shape}",
-                                file=str(p), record=rec)
-            if num_kp is None:
-                num_kp = arr.size // 3
-            elif arr.size // 3 != num_kp:
-                raise DataError(f"{arr.size // 3} keypoints where earlier frames had {num_kp}",
-                                file=str(p), record=rec)
-            if not np.isfinite(arr).all():
-                raise DataError("NaN or infinite value", file=str(p), record=rec)
-            persons.append(arr.reshape(-1, 3))
-        people_per_frame.append(persons)
+    people_per_frame, num_kp = _read_frames(files, max_people)
     num_p = max(1, max(len(ps) for ps in people_per_frame))
     v = num_kp or 18
     t_total = files[-1][0] - first + 1
+    frame_numbers = [fidx - first for fidx, _p in files]
     layout = "body25" if v == 25 else "openpose"
     joints = slice(None)
     if to_coco18 and v == 25:
@@ -119,31 +150,18 @@ def read_openpose(folder: str | Path, *, to_coco18: bool = False, image_size: tu
         scale = np.array([w, h], dtype=np.float64)
     slots = list(range(num_p))
     if max_persons is not None and num_p > max_persons:
-        # Ranked by mean score over the clip, one slot at a time through the same operations a
-        # (P, T, V, 3) float64 array went through (so the sums round, and ties break, as they always
-        # did), in 2 x T x V x 3 memory. Two slots, the second left empty: with one, numpy would sum
-        # a BODY25_TO_COCO18-indexed array in another order than with several.
-        buf = np.zeros((2, t_total, v, 3), dtype=np.float64)
-        mean = np.zeros(num_p, dtype=np.float64)
-        for m in slots:
-            filled = [(fidx - first, ps[m]) for (fidx, _p), ps in zip(files, people_per_frame, strict=True)
-                      if m < len(ps)]
-            for t, arr in filled:
-                buf[0, t] = arr
-            mean[m] = buf[:, :, joints][..., 2].mean(axis=(1, 2))[0]
-            for t, _arr in filled:
-                buf[0, t] = 0
-        slots = np.argsort(-mean, kind="stable")[:max_persons].tolist()
+        slots = _rank_by_mean_score(frame_numbers, people_per_frame, num_p, t_total, v, joints,
+                                    max_persons)
     # Built in float32 (what Sample keeps) from float64 values: the same numbers as before.
     xy = np.zeros((len(slots), t_total, len(BODY25_TO_COCO18) if to_coco18 and v == 25 else v, 2),
                   dtype=np.float32)
     score = np.zeros(xy.shape[:3], dtype=np.float32)
-    for (fidx, _p), persons in zip(files, people_per_frame, strict=True):
+    for t, persons in zip(frame_numbers, people_per_frame, strict=True):
         for j, m in enumerate(slots):
             if m < len(persons):
                 arr = persons[m][joints]
-                xy[j, fidx - first] = arr[:, :2] if scale is None else arr[:, :2] / scale
-                score[j, fidx - first] = arr[:, 2]
+                xy[j, t] = arr[:, :2] if scale is None else arr[:, :2] / scale
+                score[j, t] = arr[:, 2]
     meta = {"layout": layout, "first_frame": first, "frames_in_folder": len(files),
             "normalised": image_size is not None}
     return Sample(keypoint=xy, score=score, label=label, name=name or Path(folder).name, meta=meta)
