@@ -38,10 +38,11 @@ def test_bench_stream_quick_json(capsys):
         assert {"torch_eager", "torch_fused"} <= set(c["paths"])
         for d in c["paths"].values():
             assert d["median_ms"] > 0 and d["p90_ms"] >= d["median_ms"] * 0.999
-        for diff in c["max_abs_diff_vs_eager"].values():
-            assert diff < 1e-4
+        for path, diff in c["max_abs_diff_vs_eager"].items():
+            # bf16: 8 mantissa bits; int8: calibrated on one random input; |logits| < 1 here
+            assert diff < {"torch_bf16": 2e-2, "ort_int8": 0.2}.get(path, 1e-4)
         if c["onnxruntime"] is not None:
-            assert {"ort", "ort_fused"} <= set(c["paths"])
+            assert {"ort", "ort_fused", "ort_int8"} <= set(c["paths"])
 
 
 def test_bench_model_rejects_cuda_without_gpu(capsys):
@@ -49,3 +50,30 @@ def test_bench_model_rejects_cuda_without_gpu(capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     assert main(["bench", "model", "--quick", "--device", "cuda"]) == 2
+
+
+def test_bench_model_precisions_and_accuracy_cost(capsys, tmp_path):
+    """``--precision fp32,bf16`` times both fused forms beside the plain one; with a checkpoint and a
+    store it scores the split in each precision (top-1, agreement with fp32, logit difference)."""
+    from stgcn import runtime
+    from stgcn.engine.training import train
+    from test_train import make_store, tiny_config
+
+    if runtime.missing_cpu_feature("bf16"):
+        pytest.skip(f"this CPU lacks {runtime.missing_cpu_feature('bf16')}")
+    store = make_store(tmp_path / "store", n=16)
+    ckpt = train(tiny_config(store, tmp_path / "run", epochs=1)).best_checkpoint
+    r = _run_json(capsys, ["bench", "model", "--quick", "--json", "--precision", "fp32,bf16,int8",
+                           "--checkpoint", str(ckpt), "--data", str(store), "--split", "val"])
+    acc = r["accuracy"]
+    assert acc["samples"] == 4 and set(acc["precisions"]) == {"fp32", "bf16"}  # int8: stgcn export reports it
+    assert acc["precisions"]["fp32"]["top1_agreement_with_fp32"] == 1.0
+    assert acc["precisions"]["fp32"]["logits_max_abs_diff_vs_fp32"] == 0.0
+    bf16 = acc["precisions"]["bf16"]
+    assert 0 <= bf16["top1"] <= 1 and 0 < bf16["logits_max_abs_diff_vs_fp32"] < 0.05 * acc["logits_max_abs"] + 0.05
+    for s in r["shapes"]:
+        assert s["forward"]["ratio_bf16"] > 0 and s["forward"]["ratio_int8"] > 0
+        assert s["train_step"]["ratio_bf16"] > 0 and "ratio_int8" not in s["train_step"]  # autocast; no int8 training
+        assert s["logits_max_abs_diff_by_precision"]["int8"] < 0.1 * s["logits_max_abs"] + 1e-2
+        assert s["logits_max_abs_diff_by_precision"]["bf16"] < 0.05 * s["logits_max_abs"] + 1e-2
+    assert main(["bench", "model", "--quick", "--checkpoint", str(ckpt)]) == 2  # --data and --split missing

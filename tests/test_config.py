@@ -74,6 +74,7 @@ def test_numbers_are_read_the_way_people_write_them(value, tmp_path):
     ("model.dropout=1.5", r"model\.dropout: must be in \[0, 1\) or null, found 1\.5"),
     ("train.num_threads=-2", r"train\.num_threads: must be >= 0"),
     ("data.num_workers=-1", r"data\.num_workers: must be >= 0 or null"),
+    ("train.precision=fp16", r"train\.precision: must be fp32 or bf16, found 'fp16'"),
     ("train=3", r"unknown key 'train'"),
 ])
 def test_out_of_range_values_are_refused_naming_the_key(item, match):

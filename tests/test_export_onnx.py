@@ -156,3 +156,50 @@ def test_sigkill_during_onnx_export_keeps_previous_file(tmp_path, previous):
     sess = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     assert sess.run(["logits"], {"skeleton": np.zeros((2, 3, 10, 20, 2), np.float32)})[0].shape == (2, 5)
     assert [p.name for p in target.parent.iterdir() if p != target] == left
+
+
+def test_int8_export_is_quantized_calibrated_and_checked_against_fp32(tmp_path):
+    """``precision="int8"``: ONNX Runtime static QDQ quantisation of the checked fp32 graph, the
+    dynamic axes kept, the top-1 agreement with torch fp32 measured on inputs not used to calibrate."""
+    from stgcn.errors import ConfigError
+    from stgcn.export.onnx import ExportError
+
+    m = trained_looking()
+    g = torch.Generator().manual_seed(5)
+    calib = [torch.randn(2, 3, 24, 20, 1, generator=g).numpy() for _ in range(4)]
+    real = [torch.randn(2, 3, 24, 20, 1, generator=g).numpy() for _ in range(8)]
+    r = export_onnx(m, tmp_path / "q.onnx", example_frames=24, timing_frames=16, repeat=2, precision="int8",
+                    calibration=calib, real_inputs=real, min_agreement=0.5)
+    assert r.precision == "int8" and r.real_samples == 16 and r.real_agreement >= 0.5
+    assert 0 < r.real_max_abs_diff < r.max_abs_logit and "top-1 agreement" in r.summary()
+    proto = onnx.load(tmp_path / "q.onnx")
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert {p.key: p.value for p in proto.metadata_props}["precision"] == "int8"
+    x = torch.randn(3, 3, 41, 20, 2)  # another N, T and M than calibrated on
+    got = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"skeleton": x.numpy()})[0]
+    assert got.shape == (3, 5)
+    with pytest.raises(ExportError, match="agrees with fp32 on"):
+        export_onnx(m, tmp_path / "never.onnx", precision="int8", calibration=calib, real_inputs=real,
+                    min_agreement=1.01, repeat=1, timing_frames=16)
+    assert not (tmp_path / "never.onnx").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    with pytest.raises(ConfigError, match="calibration"):
+        export_onnx(m, tmp_path / "x.onnx", precision="int8")
+    with pytest.raises(ConfigError, match="bf16"):
+        export_onnx(m, tmp_path / "x.onnx", precision="bf16")
+
+
+def test_int8_export_cli_calibrates_on_a_store(tmp_path, capsys):
+    from stgcn.cli import main
+    from test_train import make_store
+
+    store = make_store(tmp_path / "store", n=24)
+    save_model(tmp_path / "m.pt", trained_looking(classes=3), {"class_names": ["wave", "kick", "still"],
+                                                               "layout": "kinect-v1"})
+    argv = ["export", str(tmp_path / "m.pt"), "--onnx", str(tmp_path / "q.onnx"), "--frames", "16",
+            "--precision", "int8"]
+    assert main(argv) == 2 and not (tmp_path / "q.onnx").exists()  # int8 without --calibration
+    assert main(argv + ["--calibration", str(store), "--calibration-samples", "8", "--min-agreement", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "int8" in out and "16 real inputs not used to calibrate" in out

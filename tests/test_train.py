@@ -286,6 +286,31 @@ def test_set_override_reaches_the_run(store_dir, tmp_path):
     assert saved["optimizer"]["lr"] == 0.002 and saved["data"]["train_split"] == "train"
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_bf16_training_runs_the_forward_under_cpu_autocast(store_dir, tmp_path, monkeypatch, precision):
+    """``train.precision=bf16``: the training forward under ``torch.autocast("cpu", bfloat16)``, the
+    weights and the checkpoint in float32; fp32 (the default) without autocast."""
+    from stgcn import runtime
+    from stgcn.engine import train, training
+
+    if precision == "bf16" and runtime.missing_cpu_feature("bf16"):
+        pytest.skip(f"this CPU lacks {runtime.missing_cpu_feature('bf16')}")
+    seen = []
+    real = training.F.cross_entropy
+
+    def spy(logits, y, **kw):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return real(logits, y, **kw)
+
+    monkeypatch.setattr(training.F, "cross_entropy", spy)
+    res = train(apply_overrides(tiny_config(store_dir, tmp_path / "o", epochs=1), [f"train.precision={precision}"]))
+    want = (True, torch.bfloat16) if precision == "bf16" else (False,)
+    assert seen and all(s[:len(want)] == want for s in seen)
+    ck = torch.load(res.out / "checkpoints" / "last.pt", weights_only=True)
+    sd = ck.get("state_dict") or ck["model"]
+    assert all(v.dtype != torch.bfloat16 for v in sd.values())
+
+
 def _disk_cfg(store: Path, out: Path, epochs: int, resume: bool = False):
 
     # a step schedule (not cosine) so that growing the epochs of a finished run keeps its trajectory;

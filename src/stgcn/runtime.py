@@ -101,3 +101,64 @@ def torch_threads(num_threads: int, workers: int) -> Iterator[int]:
         yield n
     finally:
         torch.set_num_threads(before)
+
+
+# -- reduced precision: what this CPU can run natively ------------------------------------------
+
+PRECISIONS = ("fp32", "bf16", "int8")
+
+# precision -> (what it needs, torch's check, /proc/cpuinfo flags of which one suffices)
+_NEEDS = {
+    "bf16": ("avx512_bf16 or AMX-BF16", "_is_avx512_bf16_supported", ("avx512_bf16", "amx_bf16")),
+    "int8": ("avx512_vnni, AVX-VNNI or AMX-INT8", "_is_vnni_supported", ("avx512_vnni", "avx_vnni", "amx_int8")),
+}
+_warned: set[str] = set()
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def missing_cpu_feature(precision: str) -> str | None:
+    """What this CPU lacks to run ``precision`` natively ("avx512_bf16 or AMX-BF16"), None when it has
+    it. torch's own dispatch checks (``torch.cpu._is_*_supported``) first, /proc/cpuinfo where this
+    torch does not have them; fp32 needs nothing."""
+    if precision not in _NEEDS:
+        return None
+    import torch
+
+    name, check, flags = _NEEDS[precision]
+    if not torch.backends.mkldnn.is_available():
+        return f"{name} through oneDNN (this torch is built without oneDNN)"
+    probe = getattr(torch.cpu, check, None)
+    if probe is not None:
+        has = bool(probe()) or (precision == "bf16" and bool(getattr(torch.cpu, "_is_amx_tile_supported", bool)()))
+    else:
+        has = bool(_cpu_flags() & set(flags))
+    return None if has else name
+
+
+def usable_precision(precision: str) -> str:
+    """``precision`` if this CPU runs it natively, else "fp32" with a warning (once per process and
+    precision) that names the missing feature. Raises ConfigError for an unknown name."""
+    from .errors import ConfigError
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    missing = missing_cpu_feature(precision)
+    if missing is None:
+        return precision
+    if precision not in _warned:
+        _warned.add(precision)
+        import warnings
+
+        warnings.warn(f"precision {precision} needs {missing}, which this CPU does not have; running in fp32",
+                      RuntimeWarning, stacklevel=3)
+    return "fp32"

@@ -6,13 +6,19 @@ The plain model below is written from the official code (yysijie/st-gcn ``net/st
 (plain, ours, plain, ours, ...):
 
 * forward: eval mode under ``torch.no_grad()``; ours is ``optimize_for_inference(model)`` (the fused
-  copy: batch norms folded, channels-last, see ``STGCN.fuse``);
-* training step: forward in train mode, cross-entropy, backward, SGD (momentum 0.9, wd 1e-4) step.
+  copy: batch norms folded, channels-last, see ``STGCN.fuse``), and with ``--precision fp32,bf16`` the
+  same fused model in bf16 too, in the same interleaved run;
+* training step: forward in train mode, cross-entropy, backward, SGD (momentum 0.9, wd 1e-4) step;
+  with ``--precision ...,bf16`` also ours under CPU bf16 autocast (``train.precision=bf16``).
 
 Reported per shape: samples/s of both and the ratio, peak memory (torch CPU allocator peak above the
 start level, replayed from profiler memory events; CUDA: ``max_memory_allocated``), the fraction of
 the float32 matmul peak (analytic FLOPs of the plain formulation from ``FlopCounterMode`` ÷ time,
 against a 2048³ sgemm measured in the same run) and the max abs difference of eval logits.
+
+With ``--checkpoint CKPT --data STORE --split S`` the accuracy cost of each precision on real data
+comes first: ``stgcn eval``'s scores of the split in each precision, top-1 of each, top-1 agreement
+with fp32 and the max abs logit difference (:func:`accuracy_cost`).
 """
 
 from __future__ import annotations
@@ -103,6 +109,30 @@ def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
                 mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
 
 
+def ort_int8(fused: nn.Module, x: torch.Tensor):
+    """The fused model exported and statically quantised by ONNX Runtime (``stgcn export --precision
+    int8``), as a callable on tensors; calibrated on random inputs of ``x``'s shape (for timing only:
+    its accuracy on real data is what ``stgcn export`` reports)."""
+    import tempfile
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    from ..export.onnx import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="stgcn-bench-") as d:
+        g = torch.Generator().manual_seed(1)
+        calib = [torch.randn(x.shape, generator=g).numpy() for _ in range(2)]
+        path = Path(d) / "int8.onnx"
+        export_onnx(fused, path, num_persons=x.shape[4], precision="int8", calibration=calib, repeat=1,
+                    timing_frames=8, example_frames=min(32, x.shape[2]))
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = torch.get_num_threads()
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return lambda t: torch.from_numpy(sess.run(["logits"], {"skeleton": t.numpy()})[0])
+
+
 def _flops(fn) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -111,7 +141,8 @@ def _flops(fn) -> int:
     return fc.get_total_flops()
 
 
-def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_classes=60) -> dict:
+def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_classes=60,
+                precisions=("fp32",)) -> dict:
     from ..models import create_model, optimize_for_inference
 
     torch.manual_seed(0)
@@ -128,6 +159,9 @@ def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_cl
     fused = optimize_for_inference(ours)
     run_ours = torch.compile(ours) if compile_ else ours
     run_fused = torch.compile(fused) if compile_ else fused
+    reduced = {p: optimize_for_inference(ours, p) for p in precisions if p not in ("fp32", "int8")}
+    if "int8" in precisions:
+        reduced["int8"] = ort_int8(fused, x)
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.float16, enabled=amp and cuda)
@@ -137,6 +171,7 @@ def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_cl
     with torch.no_grad():
         diff = float((fused(x) - plain(x)).abs().max())
         scale = float(plain(x).abs().max())
+        diffs = {p: float((r(x) - plain(x)).abs().max()) for p, r in reduced.items()}
 
     def fwd(model):
         def f():
@@ -144,28 +179,32 @@ def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_cl
                 return model(x)
         return f
 
-    def make_step(model):
+    def make_step(model, bf16=False):
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
 
         def f():
-            with autocast():
-                loss = F.cross_entropy(model(x), y)
+            # bf16: the CPU autocast of `--set train.precision=bf16` (engine/training.py)
+            with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else autocast():
+                loss = F.cross_entropy(model(x).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         return f
 
-    out = {"layout": layout, "shape": [n, 3, t, v, m], "logits_max_abs_diff": diff, "logits_max_abs": scale}
+    out = {"layout": layout, "shape": [n, 3, t, v, m], "logits_max_abs_diff": diff, "logits_max_abs": scale,
+           "logits_max_abs_diff_by_precision": diffs}
     flops_fwd = _flops(lambda: plain(x))
     for mode in ("forward", "train_step"):
         if mode == "forward":
             plain.eval()
-            fns = {"plain": fwd(plain), "ours": fwd(run_fused)}
+            fns = {"plain": fwd(plain), "ours": fwd(run_fused)} | {f"ours_{p}": fwd(r) for p, r in reduced.items()}
             flops = flops_fwd
         else:
             ours.train()
             plain.train()
             fns = {"plain": make_step(plain), "ours": make_step(run_ours)}
+            if "bf16" in reduced and not cuda:
+                fns["ours_bf16"] = make_step(run_ours, bf16=True)
             flops = _flops(fns["plain"])
         mem = {}
         for k, f in fns.items():
@@ -186,9 +225,43 @@ def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_cl
             res[k] = {"samples_per_s": n / sec, "median_s": sec, "times_s": ts, "peak_mem_mb": mem[k] / 2 ** 20,
                       "gflops": flops / sec / 1e9, "fraction_of_peak": flops / sec / 1e9 / peak}
         res["ratio"] = res["ours"]["samples_per_s"] / res["plain"]["samples_per_s"]
+        for p in (k[5:] for k in fns if k.startswith("ours_")):
+            res[f"ratio_{p}"] = res[f"ours_{p}"]["samples_per_s"] / res["plain"]["samples_per_s"]
         res["analytic_gflop"] = flops / 1e9
         out[mode] = res
     return out
+
+
+def accuracy_cost(checkpoint: str, data: str, split: str, precisions: list[str]) -> dict:
+    """Per precision on ``split`` of ``data``: top-1, top-1 agreement with fp32 and the max abs logit
+    difference to fp32, from ``stgcn eval``'s scores (the checkpoint's test pipeline and clips)."""
+    import numpy as np
+
+    from ..engine.evaluate import evaluate
+
+    runs = {p: evaluate(checkpoint, data, split, precision=p, progress=False)
+            for p in dict.fromkeys(["fp32", *precisions])}
+    ref = runs["fp32"]
+    out = {"checkpoint": str(checkpoint), "data": str(data), "split": split, "samples": len(ref.labels),
+           "precisions": {}}
+    for p, r in runs.items():
+        out["precisions"][p] = {
+            "top1": float(r.metrics["top1"]),
+            "top1_agreement_with_fp32": float(np.mean(r.scores.argmax(1) == ref.scores.argmax(1))),
+            "logits_max_abs_diff_vs_fp32": float(np.abs(r.scores - ref.scores).max()),
+        }
+    out["logits_max_abs"] = float(np.abs(ref.scores).max())
+    return out
+
+
+def _accuracy_lines(acc: dict) -> list[str]:
+    lines = [f"accuracy cost on {acc['data']} {acc['split']} ({acc['samples']} samples, {acc['checkpoint']}; "
+             f"|logits| ≤ {acc['logits_max_abs']:.2f}):"]
+    for p, d in acc["precisions"].items():
+        lines.append(f"  {p:5s} top-1 {100 * d['top1']:6.2f}%  agreement with fp32 "
+                     f"{100 * d['top1_agreement_with_fp32']:6.2f}%  "
+                     f"max abs logit diff {d['logits_max_abs_diff_vs_fp32']:.2e}")
+    return lines
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -200,6 +273,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-amp", action="store_true", help="no autocast on cuda")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, 1 with --quick)")
     p.add_argument("--shapes", default=None, help="subset, e.g. 'ntu-rgb+d:8:150:2,openpose:16:300:2'")
+    p.add_argument("--precision", default="fp32", help="inference precisions to time, comma-separated: fp32,bf16,int8 "
+                                                       "(fp32 always runs; int8 is ONNX Runtime's, see stgcn export; "
+                                                       "fp32 and bf16 are also scored with --checkpoint)")
+    p.add_argument("--checkpoint", help="with --data and --split: score each precision on real data first")
+    p.add_argument("--data", help="prepared store of the checkpoint's layout")
+    p.add_argument("--split", help="split of --data to score, e.g. xsub_test")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,6 +286,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda requested but CUDA is not available")
+    from ..runtime import usable_precision
+
+    precisions = [usable_precision(p) for p in args.precision.split(",") if p]
+    precisions = list(dict.fromkeys(p for p in precisions if p != "fp32"))  # fp32 always runs; a fallback is fp32
+    if (args.checkpoint, args.data, args.split).count(None) not in (0, 3):
+        raise ConfigError("the accuracy cost needs --checkpoint, --data and --split together")
     if args.threads or args.quick:
         torch.set_num_threads(args.threads or 1)
     shapes = QUICK_SHAPES if args.quick else SHAPES
@@ -219,10 +304,14 @@ def run(args: argparse.Namespace) -> int:
               "flops": "FlopCounterMode on the plain formulation (same math for both)", "shapes": []}
     lines = [f"sgemm peak {peak:.1f} GFLOP/s; threads {torch.get_num_threads()}; "
              f"load {result['machine']['load_avg_1m']}"]
+    if args.checkpoint:
+        result["accuracy"] = accuracy_cost(args.checkpoint, args.data, args.split,
+                                           [p for p in precisions if p != "int8"])
+        lines += _accuracy_lines(result["accuracy"])
     for layout, n, t, m in shapes:
         reps = args.repeats or (1 if args.quick else (3 if t >= 300 else 5))
         r = bench_shape(layout, n, t, m, repeats=reps, device=args.device, amp=not args.no_amp,
-                        compile_=args.compile, peak=peak)
+                        compile_=args.compile, peak=peak, precisions=precisions)
         r["repeats"] = reps
         result["shapes"].append(r)
         lines.append(f"{layout} N={n} T={t} M={m}: eval logits max abs diff {r['logits_max_abs_diff']:.2e} "
@@ -234,5 +323,12 @@ def run(args: argparse.Namespace) -> int:
                          f"ratio {d['ratio']:.2f}x | peak mem plain {d['plain']['peak_mem_mb']:.0f} MB ours "
                          f"{d['ours']['peak_mem_mb']:.0f} MB | of matmul peak plain "
                          f"{100 * d['plain']['fraction_of_peak']:.0f}% ours {100 * d['ours']['fraction_of_peak']:.0f}%")
+            for p in (k[5:] for k in d if k.startswith("ours_")):
+                q = d[f"ours_{p}"]
+                mem = "n/a (onnxruntime)" if p == "int8" else f"{q['peak_mem_mb']:.0f} MB"  # torch's allocator only
+                lines.append(f"  {'':10s} ours {p} {q['samples_per_s']:7.2f}/s ratio {d[f'ratio_{p}']:.2f}x "
+                             f"({q['samples_per_s'] / us['samples_per_s']:.2f}x fp32) | peak mem {mem}"
+                             + (f" | max abs logit diff vs plain {r['logits_max_abs_diff_by_precision'][p]:.2e}"
+                                if mode == "forward" else " (autocast)"))
     emit(result, args.json, lines)
     return 0

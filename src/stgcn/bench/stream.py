@@ -2,10 +2,12 @@
 
 * ``torch_eager``: the model as trained (eval mode) under ``no_grad``;
 * ``torch_fused``: ``optimize_for_inference(model)`` (batch norms folded, channels-last; what
-  ``Predictor`` runs) under ``inference_mode``;
+  ``Predictor`` runs) under ``inference_mode``, and ``torch_bf16``: the same fused model in bf16
+  (``optimize_for_inference(model, "bf16")``, ``--precision bf16``) where the CPU has it;
 * ``ort``: ONNX Runtime on the exported unfused graph (``torch.onnx.export(dynamo=False, opset 17)``,
   dynamic N and T), and ``ort_fused``: ONNX Runtime on the exported fused model (what ``stgcn export``
-  writes),
+  writes), and ``ort_int8``: that file statically quantised (``stgcn export --precision int8``; calibrated
+  on random input, so its logit difference here says nothing of real data),
 
 interleaved, reported as ms per prediction (median and p90), with max abs logit differences.
 """
@@ -48,6 +50,9 @@ def bench_case(layout: str, frames: int, repeats: int, num_classes: int = 60, mo
     model = create_model(model_name, layout=layout, num_classes=num_classes, **(model_kwargs or {})).eval()
     fused = optimize_for_inference(model)
     v = model.layout.num_joints
+    from ..runtime import missing_cpu_feature
+
+    bf16 = None if missing_cpu_feature("bf16") else optimize_for_inference(model, "bf16")
     x = torch.randn(1, 3, frames, v, 1)
 
     def eager():
@@ -59,8 +64,13 @@ def bench_case(layout: str, frames: int, repeats: int, num_classes: int = 60, mo
             return fused(x)
 
     fns = {"torch_eager": eager, "torch_fused": run_fused}
+    if bf16 is not None:
+        def run_bf16():
+            with torch.inference_mode():
+                return bf16(x)
+        fns["torch_bf16"] = run_bf16
     ref = eager()
-    diffs = {"torch_fused": float((run_fused() - ref).abs().max())}
+    diffs = {k: float((f() - ref).abs().max()) for k, f in fns.items() if k != "torch_eager"}
     try:
         import onnxruntime as ort
     except ImportError:
@@ -78,6 +88,11 @@ def bench_case(layout: str, frames: int, repeats: int, num_classes: int = 60, mo
             fns[name] = (lambda s=sess: s.run(["logits"], {"skeleton": xn})[0])
             diffs[name] = float(np.abs(fns[name]() - ref.numpy()).max())
             os.unlink(path)
+        from .model import ort_int8
+
+        int8 = ort_int8(fused, x)  # `stgcn export --precision int8`, calibrated here on random input
+        fns["ort_int8"] = lambda: int8(x)
+        diffs["ort_int8"] = float((int8(x) - ref).abs().max())
     os.rmdir(tmpdir)
     times = interleaved(fns, repeats, warmup=3)
     res = {k: {"median_ms": 1e3 * median(ts), "p90_ms": 1e3 * quantile(ts, 0.9)} for k, ts in times.items()}

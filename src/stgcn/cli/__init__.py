@@ -64,6 +64,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_precision_argument(p: argparse.ArgumentParser, choices: tuple[str, ...] = ("fp32", "bf16")) -> None:
+    """``--precision`` of the verbs that run a model for inference (one spelling for all of them)."""
+    p.add_argument("--precision", choices=choices, default="fp32",
+                   help="inference precision: " + ", ".join(choices) + " (default fp32, exact; bf16 needs "
+                        "avx512_bf16 or AMX and falls back to fp32 with a warning; see README, Speed)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stgcn",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import positive_int
+from . import add_precision_argument, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=positive_int, default=5, help="labels to show (default 5)")
     p.add_argument("--smoothing", choices=["ema", "mean", "none"], default="ema")
     p.add_argument("--no-window", action="store_true", help="do not open a display window (camera mode)")
+    add_precision_argument(p)
     p.set_defaults(func=run)
 
 
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
                       json_out=json_out, window=args.window, stride=args.stride,
                       no_window=args.no_window or args.camera is None, max_frames=args.max_frames,
                       max_people=args.max_people, detect_every=args.detect_every, topk=args.topk,
-                      smoothing=args.smoothing, official=args.official, progress=True)
+                      smoothing=args.smoothing, official=args.official, precision=args.precision,
+                      progress=True)
     print(result.summary())
     return 130 if result.interrupted else 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import positive_int
+from . import add_precision_argument, positive_int
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "for a UTKinect segment)")
     p.add_argument("--image-size", help="WIDTHxHEIGHT of the frames of an OpenPose folder (Kinetics models)")
     p.add_argument("--max-people", type=int, default=2, help="people to follow in a video (default 2)")
+    add_precision_argument(p)
     p.set_defaults(func=run)
 
 
@@ -72,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from .prepare import parse_options
     from .shipped import checkpoint_or_shipped
 
-    predictor = Predictor.from_checkpoint(checkpoint_or_shipped(args, "predict"), official=args.official)
+    predictor = Predictor.from_checkpoint(checkpoint_or_shipped(args, "predict"), official=args.official,
+                                         precision=args.precision)
     text, index = args.input, args.index
     if "#" in text and not Path(text).exists():
         text, _, idx = text.rpartition("#")

@@ -114,6 +114,10 @@ class TrainConfig:
     """Evaluate on the validation split every N epochs (and always after the last one)."""
     amp: bool = True
     """Mixed precision (autocast + GradScaler); used on CUDA only."""
+    precision: str = "fp32"
+    """CPU training precision: fp32, or bf16 (autocast to bfloat16 in the forward, float32 weights
+    and optimiser; needs avx512_bf16 or AMX, else fp32 with a warning). Validation and checkpoints
+    stay fp32."""
     deterministic: bool = True
     """Deterministic algorithms (bit-identical resume on CPU)."""
     grad_clip: float = 0.0
@@ -198,6 +202,7 @@ def _checks(c: RunConfig) -> list[tuple[str, bool, str]]:
         ("train.eval_every", c.train.eval_every >= 1, "must be >= 1"),
         ("train.seed", 0 <= c.train.seed < 2**63, "must be in [0, 2**63)"),
         ("train.checkpoint_every", c.train.checkpoint_every >= 0, "must be >= 0"),
+        ("train.precision", c.train.precision in ("fp32", "bf16"), "must be fp32 or bf16"),
         ("train.grad_clip", c.train.grad_clip >= 0, "must be >= 0"),
         ("train.label_smoothing", 0 <= c.train.label_smoothing < 1, "must be in [0, 1)"),
         ("train.num_threads", c.train.num_threads >= 0, "must be >= 0"),

@@ -27,14 +27,15 @@ from ..runtime import default_workers, flushing_denormals, torch_threads
 
 @torch.inference_mode()
 def predict_scores(model: torch.nn.Module, loader, device: torch.device, *, amp: bool = False,
-                   progress: bool = False, desc: str = "eval") -> np.ndarray:
-    """Logits (N, K) in dataset order; multi-clip items are averaged over their clips."""
+                   progress: bool = False, desc: str = "eval", precision: str = "fp32") -> np.ndarray:
+    """Logits (N, K) in dataset order; multi-clip items are averaged over their clips. ``precision``
+    of the fused copy that scores (:func:`stgcn.models.optimize_for_inference`)."""
     from tqdm import tqdm
 
     from ..models import optimize_for_inference
 
     model.eval()
-    model = optimize_for_inference(model)  # a fused copy (folded, channels-last); the model keeps training
+    model = optimize_for_inference(model, precision)  # a fused copy (folded, channels-last); the model keeps training
     n = len(loader.dataset)
     out: np.ndarray | None = None
     bar = tqdm(total=n, desc=desc, unit="sample", leave=False, disable=not progress, dynamic_ncols=True)
@@ -94,7 +95,7 @@ class EvalResult:
 def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str, *, clips: int | None = None,
              classes: str | Sequence[str] | None = None, out: str | os.PathLike | None = None,
              batch_size: int = 32, num_workers: int | None = None, device: str = "auto", progress: bool = True,
-             cache_dir: str | None = None) -> EvalResult:
+             cache_dir: str | None = None, precision: str = "fp32") -> EvalResult:
     """Score ``checkpoint`` on ``split`` of ``data``.
 
     With ``classes``, only samples of those classes are scored and the prediction is the argmax
@@ -114,6 +115,8 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str,
         device: auto, cpu, cuda or cuda:N.
         progress: Show a progress bar.
         cache_dir: Where a pyskl pickle is converted into a store (default ~/.cache/stgcn).
+        precision: Inference precision, fp32 or bf16 (bf16 falls back to fp32 with a warning where
+            the CPU lacks avx512_bf16/AMX).
     """
     from ..atomic import writable_dir
 
@@ -126,11 +129,12 @@ def evaluate(checkpoint: str | os.PathLike, data: str | os.PathLike, split: str,
     workers = default_workers() if num_workers is None else num_workers
     with flushing_denormals(), torch_threads(0, workers):
         return _evaluate(checkpoint, data, split, clips=clips, classes=classes, out=out, batch_size=batch_size,
-                         num_workers=workers, device=device, progress=progress, cache_dir=cache_dir)
+                         num_workers=workers, device=device, progress=progress, cache_dir=cache_dir,
+                         precision=precision)
 
 
 def _evaluate(checkpoint, data, split, *, clips, classes, out, batch_size, num_workers, device, progress,
-              cache_dir) -> EvalResult:
+              cache_dir, precision="fp32") -> EvalResult:
     from ..checkpoint import load_model
     from ..contract import DataContract
     from .distributed import resolve_device
@@ -180,7 +184,7 @@ def _evaluate(checkpoint, data, split, *, clips, classes, out, batch_size, num_w
     sampler = EpochBatchSampler(batch_size)
     sampler.set_order(range(len(ds)), EVAL_EPOCH)
     loader = make_loader(ds, sampler, num_workers, seed=0, persistent=False)
-    scores = predict_scores(model, loader, dev, amp=True, progress=progress)
+    scores = predict_scores(model, loader, dev, amp=True, progress=progress, precision=precision)
     labels = labels_all
     names = [store.names[i] for i in idx]
     eval_classes = class_names
@@ -194,7 +198,7 @@ def _evaluate(checkpoint, data, split, *, clips, classes, out, batch_size, num_w
     result.metrics.update({"checkpoint": str(checkpoint), "data": str(data), "split": split, "clips": n_clips,
                            "classes": None if classes is None else (classes if isinstance(classes, str)
                                                                     else "custom"),
-                           "restricted_argmax": subset_cols is not None})
+                           "restricted_argmax": subset_cols is not None, "precision": precision})
     if out is not None:
         write_eval_outputs(Path(out), result, title=f"Evaluation of {Path(checkpoint).name} on {split}")
     return result

@@ -34,7 +34,7 @@ from ..data.pickle_cache import open_data
 from ..data.pipeline import build_transform, resolve_pipeline, with_test_clips
 from ..errors import ConfigError, DataError, StgcnError
 from ..graph import Layout
-from ..runtime import default_workers, flushing_denormals, torch_threads
+from ..runtime import default_workers, flushing_denormals, torch_threads, usable_precision
 from . import distributed as D
 from . import finetune
 from .config import RunConfig, dump_yaml, from_dict
@@ -234,6 +234,10 @@ class Batches:
         self.sampler.set_epoch(0)
         self.steps_per_epoch = -(-len(list(self.sampler)) // self.per_rank)
         self.amp = cfg.train.amp and info.device.type == "cuda"
+        # the forward's autocast dtype: fp16 with a scaler on CUDA, bf16 (no scaler needed) on a CPU that has it
+        self.autocast = torch.float16 if self.amp else None
+        if info.device.type == "cpu" and usable_precision(cfg.train.precision) == "bf16":
+            self.autocast = torch.bfloat16
         self.batch_sampler = EpochBatchSampler(self.per_rank)
         self.loader = make_loader(data.train_ds, self.batch_sampler, workers, seed=cfg.train.seed)
         val_bs = EpochBatchSampler(max(1, self.per_rank))
@@ -310,7 +314,8 @@ def train_one_epoch(cfg: RunConfig, info: D.DistInfo, state: RunState, ddp_model
         for x, y, _ in batches.loader:
             x = x.to(dev, non_blocking=True)
             y = y.to(dev, non_blocking=True)
-            with torch.autocast(dev.type, dtype=torch.float16, enabled=batches.amp):
+            with torch.autocast(dev.type, dtype=batches.autocast or torch.float16,
+                                enabled=batches.autocast is not None):
                 logits = ddp_model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.train.label_smoothing)
             lval = float(loss.detach())

@@ -105,7 +105,8 @@ def run_demo(video: str | Path | None = None, camera: int | str | None = None, c
              out: str | Path | None = None, json_out: str | Path | None = None, window: int | None = None,
              no_window: bool = True, max_frames: int | None = None, *, stride: int | None = None,
              max_people: int = 2, detect_every: int = 15, topk: int = 5, smoothing: str = "ema",
-             official: bool = False, pose: Any = None, progress: bool = False) -> DemoResult:
+             official: bool = False, pose: Any = None, progress: bool = False,
+             precision: str = "fp32") -> DemoResult:
     """Run the demo on ``video`` (a file) or ``camera`` (an index or device path).
 
     Args:
@@ -117,10 +118,11 @@ def run_demo(video: str | Path | None = None, camera: int | str | None = None, c
         no_window: do not open a display window (always true without a screen).
         max_frames: stop after this many frames.
         pose: a pose backend (default: :class:`MediaPipePose` with ``max_people``, ``detect_every``).
+        precision: "fp32" or "bf16" for a checkpoint path (:class:`Predictor`; a ready one keeps its own).
     """
     if (video is None) == (camera is None):
         raise ConfigError("give exactly one of a video file or a camera")
-    predictor = _predictor(checkpoint, official)
+    predictor = _predictor(checkpoint, official, precision)
     reader, pose, stream, writer = _open(predictor, video, camera, pose, out, max_people=max_people,
                                          detect_every=detect_every, window=window, stride=stride,
                                          smoothing=smoothing, topk=topk)
@@ -178,11 +180,12 @@ def run_demo(video: str | Path | None = None, camera: int | str | None = None, c
     return result
 
 
-def _predictor(checkpoint: Any, official: bool) -> Predictor:
+def _predictor(checkpoint: Any, official: bool, precision: str = "fp32") -> Predictor:
     if checkpoint is None:
         raise ConfigError("a checkpoint is needed (--checkpoint)")
-    return checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint,
-                                                                                         official=official)
+    if isinstance(checkpoint, Predictor):
+        return checkpoint
+    return Predictor.from_checkpoint(checkpoint, official=official, precision=precision)
 
 
 def _open(predictor: Predictor, video, camera, pose, out, *, max_people: int, detect_every: int,

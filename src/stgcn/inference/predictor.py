@@ -54,13 +54,15 @@ class ClipPrediction:
 class Predictor:
     """A model plus its data contract: skeleton in, top-k ``(label, probability)`` out."""
 
-    def __init__(self, model: Any, meta: Mapping, device: str = "cpu") -> None:
+    def __init__(self, model: Any, meta: Mapping, device: str = "cpu", precision: str = "fp32") -> None:
         import torch
 
         from ..models import optimize_for_inference
 
         self.torch = torch
-        self.model = optimize_for_inference(model).to(device)  # a fused copy: folded, channels-last
+        # a fused copy (folded, channels-last) in ``precision``; fp32 where the CPU lacks it (warned)
+        self.model = optimize_for_inference(model, precision).to(device)
+        self.precision = "bf16" if any(p.dtype == torch.bfloat16 for p in self.model.parameters()) else "fp32"
         self.meta = dict(meta)
         self.device = device
         self.contract: DataContract = DataContract.from_meta(self.meta, model)
@@ -75,26 +77,27 @@ class Predictor:
     # -- construction ----------------------------------------------------------------------------
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, official: bool = False, layout: str = "openpose",
-                        device: str = "cpu") -> Predictor:
+                        device: str = "cpu", precision: str = "fp32") -> Predictor:
         """Load an stgcn checkpoint, or with ``official=True`` a checkpoint of the official code
-        (its meta from :func:`stgcn.compat.official.official_meta`, as ``convert-official`` writes it)."""
+        (its meta from :func:`stgcn.compat.official.official_meta`, as ``convert-official`` writes it).
+        ``precision``: "fp32" or "bf16" (:func:`stgcn.models.optimize_for_inference`)."""
         if official:
             from ..compat.official import load_official, official_meta
 
             model = load_official(path, layout=layout)
-            return cls(model, official_meta(model, path), device)
+            return cls(model, official_meta(model, path), device, precision)
         from ..checkpoint import load_model
 
         model, meta = load_model(path)
-        return cls(model, meta, device)
+        return cls(model, meta, device, precision)
 
     @classmethod
-    def from_pretrained(cls, name: str | None = None, *, device: str = "cpu") -> Predictor:
+    def from_pretrained(cls, name: str | None = None, *, device: str = "cpu", precision: str = "fp32") -> Predictor:
         """A shipped model (``stgcn models`` lists them; None: the default), its sha256 checked."""
         from ..models.pretrained import load_pretrained
 
         model, meta = load_pretrained(name)
-        return cls(model, meta, device)
+        return cls(model, meta, device, precision)
 
     # -- raw clips -------------------------------------------------------------------------------
     def prepare(self, clip: Any, *, layout: Layout | str | Mapping | None = None,
