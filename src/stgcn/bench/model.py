@@ -206,30 +206,37 @@ def bench_shape(layout, n, t, m, *, repeats, device, amp, compile_, peak, num_cl
             if "bf16" in reduced and not cuda:
                 fns["ours_bf16"] = make_step(run_ours, bf16=True)
             flops = _flops(fns["plain"])
-        mem = {}
-        for k, f in fns.items():
-            f()  # warm-up (and compile)
-            if cuda:
-                sync()
-                torch.cuda.reset_peak_memory_stats()
-                base = torch.cuda.memory_allocated()
-                f()
-                sync()
-                mem[k] = torch.cuda.max_memory_allocated() - base
-            else:
-                mem[k] = peak_alloc_bytes(f)
-        times = interleaved(fns, repeats, warmup=0, sync=sync)
-        res = {}
-        for k, ts in times.items():
-            sec = median(ts)
-            res[k] = {"samples_per_s": n / sec, "median_s": sec, "times_s": ts, "peak_mem_mb": mem[k] / 2 ** 20,
-                      "gflops": flops / sec / 1e9, "fraction_of_peak": flops / sec / 1e9 / peak}
-        res["ratio"] = res["ours"]["samples_per_s"] / res["plain"]["samples_per_s"]
-        for p in (k[5:] for k in fns if k.startswith("ours_")):
-            res[f"ratio_{p}"] = res[f"ours_{p}"]["samples_per_s"] / res["plain"]["samples_per_s"]
+        res = _measure(fns, n, repeats, flops, peak, cuda, sync)
         res["analytic_gflop"] = flops / 1e9
         out[mode] = res
     return out
+
+
+def _measure(fns: dict, n: int, repeats: int, flops: float, peak: float, cuda: bool, sync) -> dict:
+    """Peak memory of one call of each function, then their interleaved times: samples/s, GFLOP/s
+    and the ratio of each of ours to the plain formulation."""
+    mem = {}
+    for k, f in fns.items():
+        f()  # warm-up (and compile)
+        if cuda:
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            f()
+            sync()
+            mem[k] = torch.cuda.max_memory_allocated() - base
+        else:
+            mem[k] = peak_alloc_bytes(f)
+    times = interleaved(fns, repeats, warmup=0, sync=sync)
+    res = {}
+    for k, ts in times.items():
+        sec = median(ts)
+        res[k] = {"samples_per_s": n / sec, "median_s": sec, "times_s": ts, "peak_mem_mb": mem[k] / 2 ** 20,
+                  "gflops": flops / sec / 1e9, "fraction_of_peak": flops / sec / 1e9 / peak}
+    res["ratio"] = res["ours"]["samples_per_s"] / res["plain"]["samples_per_s"]
+    for p in (k[5:] for k in fns if k.startswith("ours_")):
+        res[f"ratio_{p}"] = res[f"ours_{p}"]["samples_per_s"] / res["plain"]["samples_per_s"]
+    return res
 
 
 def accuracy_cost(checkpoint: str, data: str, split: str, precisions: list[str]) -> dict:
