@@ -159,14 +159,19 @@ def _max_matching(pred: np.ndarray, true: np.ndarray, threshold: float) -> int:
     return int(ok[r, c].sum())
 
 
+def _label_pair(data, min_len: int, max_len: int, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """A predicted and a true frame-label sequence of the same drawn length, labels -1 (background)..top."""
+    n = data.draw(st.integers(min_len, max_len))
+    labels = st.lists(st.integers(-1, top), min_size=n, max_size=n)
+    return np.array(data.draw(labels)), np.array(data.draw(labels))
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_f1_matching_equals_optimal_matching_from_iou_half(data):
     # At IoU >= 0.5 a predicted segment can overlap at most one true segment that much, so MS-TCN's
     # greedy matching must equal the optimal one-to-one matching.
-    n = data.draw(st.integers(5, 40))
-    true = np.array(data.draw(st.lists(st.integers(-1, 2), min_size=n, max_size=n)))
-    pred = np.array(data.draw(st.lists(st.integers(-1, 2), min_size=n, max_size=n)))
+    pred, true = _label_pair(data, 5, 40, 2)
     thr = data.draw(st.sampled_from([0.5, 0.6, 0.75]))
     tp, fp, fn = overlap_counts(pred, true, thr)
     assert tp == _max_matching(pred, true, thr)
@@ -176,9 +181,7 @@ def test_f1_matching_equals_optimal_matching_from_iou_half(data):
 @settings(max_examples=100, deadline=None)
 @given(st.data())
 def test_matches_meet_the_threshold_with_sets(data):
-    n = data.draw(st.integers(3, 30))
-    true = np.array(data.draw(st.lists(st.integers(-1, 1), min_size=n, max_size=n)))
-    pred = np.array(data.draw(st.lists(st.integers(-1, 1), min_size=n, max_size=n)))
+    pred, true = _label_pair(data, 3, 30, 1)
     p, y = runs(pred), runs(true)
     for i, j in matches(pred, true, 0.1):
         assert p[i][0] == y[j][0]
