@@ -19,13 +19,17 @@ EAGER_SEGMENTER = {"window": 16, "stride": 1, "lookahead": 4, "smoothing": 1, "t
 
 
 def make_head(num_classes: int = len(CLASSES), seed: int = 0):
-    """An untrained temporal head (stgcn.models.temporal_head) over ``num_classes`` classes."""
+    """A temporal head (stgcn.models.temporal_head) over ``num_classes`` classes with random weights
+    (a fresh one passes the windows through unchanged)."""
     import torch
 
     from stgcn.models.temporal_head import HeadConfig, TemporalHead
 
     torch.manual_seed(seed)
-    return TemporalHead(HeadConfig(tuple(4.0 + i for i in range(num_classes)), channels=8, layers=3)).eval()
+    head = TemporalHead(HeadConfig(num_classes, channels=8, layers=3)).eval()
+    with torch.no_grad():
+        head.out.weight.normal_(std=1.0)
+    return head
 
 
 def make_checkpoint(path: Path, segmenter: dict | None = None, head=None) -> Path:

@@ -76,6 +76,11 @@ def test_tiny_benchmark_end_to_end(tmp_path, causal):
     assert meta["segmenter"]["background"] == BACKGROUND_CLASS and meta["data"]["num_persons"] == 1
     assert meta["segmenter"]["fps"] == pytest.approx(6.7, abs=1.0)   # UTKinect's skeleton rows per second
     assert model.cfg.causal == causal and meta["segmenter"]["lookahead"] == (0 if causal else 3)
+    # the temporal head's variant is measured beside the plain one; the checkpoint holds it when chosen
+    assert set(summary["methods"]) == {"windows", "windows+head"}
+    assert summary["chosen"] == max(summary["methods"], key=lambda k: summary["methods"][k]["calibration_objective"])
+    with_head = summary["chosen"] == "windows+head"
+    assert meta["segmenter"]["head"] is with_head and ("segmenter_head" in meta) is with_head
     assert sorted(p.stem for p in (out / "streams").glob("*.png")) == \
         sorted(st.name for st in utkinect_streams(subjects=TEST_SUBJECTS))
     doc = json.loads((out / "streams" / "s02_e01.json").read_text())

@@ -348,7 +348,9 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
     atomic_write_text(s.out / "metrics.json", json.dumps(summary, indent=1) + "\n")
     atomic_write_text(s.out / "report.md", report(summary))
     for r in results:
-        atomic_write_text(s.out / r["method"] / "calibration_trials.json", json.dumps(r["trials"], indent=1) + "\n")
+        method, plus, _ = r["method"].partition("+")
+        atomic_write_text(s.out / method / f"calibration_trials{'_head' if plus else ''}.json",
+                          json.dumps(r["trials"], indent=1) + "\n")
     s.log(report(summary))
     return summary
 

@@ -19,7 +19,6 @@ from torch.nn import functional as F
 
 from ..errors import ShapeError
 from ..models.temporal_head import HeadConfig, TemporalHead
-from ..segmentation import runs as segment_runs
 
 IGNORE = -100
 
@@ -29,16 +28,15 @@ class HeadTraining:
     channels: int = 16
     layers: int = 5
     dropout: float = 0.5
-    skip: bool = False
-    epochs: int = 400
+    epochs: int = 300
     """Full-batch steps (all streams at once)."""
     lr: float = 1e-3
     weight_decay: float = 1e-4
     smoothing: float = 0.15
-    speed: float = 0.0
+    speed: float = 0.3
     """Augmentation: every step, each stream resampled at a rate drawn log-uniformly in
     [1 / (1 + speed), 1 + speed] (its labels alike); 0: as recorded."""
-    temperature: float = 0.0
+    temperature: float = 0.3
     """Augmentation: every step, each stream's probabilities sharpened or flattened (p ** (1 / tau),
     renormalised) with log tau uniform in [-temperature, temperature]; 0: as given."""
     seed: int = 0
@@ -89,26 +87,13 @@ def loss(logits: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tenso
     return ce + smoothing * diff[both].mean()
 
 
-def typical_lengths(labels: Sequence[np.ndarray], k: int) -> tuple[float, ...]:
-    """Per class, the median length of its runs in ``labels`` (the median over all classes' runs
-    for a class without any)."""
-    runs: dict[int, list[int]] = {}
-    for lab in labels:
-        for c, start, end in segment_runs(np.asarray(lab)):
-            runs.setdefault(int(c), []).append(end - start + 1)
-    every = float(np.median([n for v in runs.values() for n in v]))
-    return tuple(float(np.median(runs[c])) if c in runs else every for c in range(k))
-
-
 def fit_head(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], offset: int,
              settings: HeadTraining = HeadTraining()) -> TemporalHead:
     """A head trained on streams' window probabilities ``probs`` (T, K) and frame labels (T,)
     (class indices 0..K-1, every frame labelled)."""
     k = int(probs[0].shape[1])
     torch.manual_seed(settings.seed)
-    config = HeadConfig(typical_lengths(labels, k), settings.channels, settings.layers, settings.dropout,
-                        settings.skip)
-    head = TemporalHead(config)
+    head = TemporalHead(HeadConfig(k, settings.channels, settings.layers, settings.dropout))
     x, y = _batch(probs, labels, offset, k)
     rng = np.random.default_rng(settings.seed)
     opt = torch.optim.Adam(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)

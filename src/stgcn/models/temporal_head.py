@@ -1,20 +1,17 @@
 """A temporal head over a stream of window probabilities: MS-TCN's refinement stage, causal.
 
 The window model (stage 1) gives, at every step ``t`` of a person's stream, the class
-probabilities of the window ending there. :class:`TemporalHead` (stage 2) reads that sequence,
-together with each class's evidence so far (the sum of its probabilities over steps ``<= t``,
-divided by the class's typical length in steps and capped at 1: "this action has been seen"),
+probabilities of the window ending there. :class:`TemporalHead` (stage 2) reads that sequence
 with a stack of dilated residual 1-D convolutions (Farha & Gall, MS-TCN, CVPR 2019: a 1x1 input
 convolution, ``layers`` residual layers of a kernel-3 convolution with dilation ``2**i``, ReLU,
-1x1 convolution and dropout, a 1x1 output convolution) and gives refined class logits per step.
+1x1 convolution and dropout, a 1x1 output convolution) and gives refined class logits per step:
+the log window probabilities plus the stack's output, which starts at zero, so that an untrained
+head passes the windows through and training learns corrections to them.
 Unlike MS-TCN its convolutions are padded on the left only, so the output at step ``t`` depends
 on steps ``<= t`` alone and can be computed as the stream arrives; it is trained to label the
 frame the segmenter decides at that step (``SegmenterConfig.lookahead`` frames back), so it adds
 no delay of its own.
-Its receptive field is ``1 + 2 * (2**layers - 1)`` steps; the evidence reaches back to the
-stream's start. Both let it learn which stretches are "no action" from what came before them (in
-UTKinect, walking is the action "walk" only before anything else was done); with a handful of
-training streams, the evidence is what a small head can learn that from.
+Its receptive field is ``1 + 2 * (2**layers - 1)`` steps (63 by default, 9 s of UTKinect).
 
 :class:`HeadStream` runs a trained head one step at a time (one cached input per layer and tap,
 a few small matrix products per step) and gives exactly the outputs of :meth:`TemporalHead.forward`
@@ -34,29 +31,21 @@ from torch.nn import functional as F
 
 from ..errors import CheckpointError, ConfigError, ShapeError
 
+FLOOR = 1e-6
+"""Window probabilities are floored at this before the log (a zero would be minus infinity)."""
+
 
 @dataclass(frozen=True)
 class HeadConfig:
-    evidence: tuple[float, ...]
-    """Per class (the window model's, "no action" included): the steps of probability that make
-    its evidence 1 (its typical segment length)."""
+    num_classes: int
     channels: int = 16
     layers: int = 5
     dropout: float = 0.5
-    skip: bool = False
-    """Logits = log window probabilities + the stack's output (which starts at zero)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "evidence", tuple(float(n) for n in self.evidence))  # a JSON list
-        if not self.evidence or min(self.evidence) <= 0:
-            raise ConfigError(f"temporal head: evidence lengths must be > 0, found {list(self.evidence)}")
-        for key in ("channels", "layers"):
+        for key in ("num_classes", "channels", "layers"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"temporal head: {key} must be >= 1, found {getattr(self, key)}")
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.evidence)
 
     @property
     def receptive_field(self) -> int:
@@ -83,20 +72,17 @@ class TemporalHead(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.register_buffer("evidence", torch.tensor(c.evidence, dtype=torch.float32)[:, None], persistent=False)
-        self.inp = nn.Conv1d(2 * c.num_classes, c.channels, 1)
+        self.inp = nn.Conv1d(c.num_classes, c.channels, 1)
         self.layers = nn.ModuleList(_CausalResidual(c.channels, 2 ** i, c.dropout) for i in range(c.layers))
         self.out = nn.Conv1d(c.channels, c.num_classes, 1)
-        if c.skip:  # start as the identity: the window probabilities as they are
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(self.out.weight)  # start as the identity: the window probabilities as they are
+        nn.init.zeros_(self.out.bias)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
-        seen = (probs.cumsum(dim=2) / self.evidence).clamp(max=1.0)
-        h = self.inp(torch.cat([probs, seen], dim=1))
+        h = self.inp(probs)
         for layer in self.layers:
             h = layer(h)
-        return self.out(h) + (torch.log(probs.clamp(min=1e-6)) if self.config.skip else 0.0)
+        return torch.log(probs.clamp(min=FLOOR)) + self.out(h)
 
     @torch.no_grad()
     def probabilities(self, probs: np.ndarray) -> np.ndarray:
@@ -141,15 +127,12 @@ class HeadStream:
                          sd[f"layers.{i}.mix.weight"][:, :, 0], sd[f"layers.{i}.mix.bias"], layer.dilation)
                         for i, layer in enumerate(head.layers)]
         self._out = (sd["out.weight"][:, :, 0], sd["out.bias"])
-        self._evidence = np.asarray(head.config.evidence, dtype=np.float64)
-        self._skip = head.config.skip
         self.num_classes = head.config.num_classes
         self.reset()
 
     def reset(self) -> None:
         """A new stream: the past is the zero padding of :class:`TemporalHead`."""
         channels = self._inp[0].shape[0]
-        self._sum = np.zeros(self.num_classes)
         # per layer, its inputs at t - 2d .. t (the kernel's taps are t - 2d, t - d, t)
         self._history = [deque([np.zeros(channels)] * (2 * d + 1), maxlen=2 * d + 1)
                          for *_, d in self._layers]
@@ -158,13 +141,11 @@ class HeadStream:
         probs = np.asarray(probs, dtype=np.float64)
         if probs.shape != (self.num_classes,):
             raise ShapeError(f"temporal head: expected {self.num_classes} probabilities, found shape {probs.shape}")
-        self._sum = self._sum + probs
-        seen = np.minimum(self._sum / self._evidence, 1.0)
-        h = self._inp[0] @ np.concatenate([probs, seen]) + self._inp[1]
+        h = self._inp[0] @ probs + self._inp[1]
         for (w, b, wm, bm, d), hist in zip(self._layers, self._history, strict=True):
             hist.append(h)
             y = w[:, :, 0] @ hist[0] + w[:, :, 1] @ hist[d] + w[:, :, 2] @ hist[2 * d] + b
             h = h + wm @ np.maximum(y, 0.0) + bm
-        z = self._out[0] @ h + self._out[1] + (np.log(np.maximum(probs, 1e-6)) if self._skip else 0.0)
+        z = np.log(np.maximum(probs, FLOOR)) + self._out[0] @ h + self._out[1]
         z = np.exp(z - z.max())
         return z / z.sum()
