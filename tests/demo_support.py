@@ -26,7 +26,7 @@ def make_head(num_classes: int = len(CLASSES), seed: int = 0):
     from stgcn.models.temporal_head import HeadConfig, TemporalHead
 
     torch.manual_seed(seed)
-    head = TemporalHead(HeadConfig(num_classes, channels=8, layers=3)).eval()
+    head = TemporalHead(HeadConfig(tuple(4.0 + i for i in range(num_classes)), channels=8, layers=3)).eval()
     with torch.no_grad():
         head.out.weight.normal_(std=1.0)
     return head

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stgcn.engine.temporal_head import IGNORE, HeadTraining, augment, fit_head, targets
+from stgcn.engine.temporal_head import IGNORE, HeadTraining, augment, fit_head, targets, typical_lengths
 from stgcn.errors import CheckpointError, ConfigError, ShapeError
 from stgcn.models.temporal_head import HeadConfig, HeadStream, TemporalHead
 
@@ -14,7 +14,7 @@ from stgcn.models.temporal_head import HeadConfig, HeadStream, TemporalHead
 def _head(k=3, layers=4, seed=0) -> TemporalHead:
     """A head with random weights (a fresh one's output layer is zero: the identity)."""
     torch.manual_seed(seed)
-    head = TemporalHead(HeadConfig(k, channels=8, layers=layers)).eval()
+    head = TemporalHead(HeadConfig(tuple(4.0 + i for i in range(k)), channels=8, layers=layers)).eval()
     with torch.no_grad():
         head.out.weight.normal_(std=0.5)
     return head
@@ -48,12 +48,29 @@ def test_a_fresh_head_passes_the_windows_through_and_the_skip_is_the_log():
     """Logits = log(window probabilities) + the stack's output: zero for a fresh head, and with
     only the output bias set, the softmax of log p + bias."""
     p = _probs(20)
-    np.testing.assert_allclose(TemporalHead(HeadConfig(3)).probabilities(p), p, atol=1e-12)
-    head = TemporalHead(HeadConfig(3))
+    np.testing.assert_allclose(TemporalHead(HeadConfig((4.0, 5.0, 6.0))).probabilities(p), p, atol=1e-12)
+    head = TemporalHead(HeadConfig((4.0, 5.0, 6.0)))
     with torch.no_grad():
         head.out.bias.copy_(torch.tensor([1.0, 0.0, -1.0]))
     z = p * np.exp([1.0, 0.0, -1.0])
     np.testing.assert_allclose(head.probabilities(p), z / z.sum(axis=1, keepdims=True), atol=1e-12)
+
+
+def test_seen_so_far_is_the_capped_running_sum_over_the_class_length():
+    """With every weight but one "seen so far" input's zero, the output is a known function of
+    min(1, sum of p so far / length)."""
+    head = TemporalHead(HeadConfig((4.0, 9.0), channels=4, layers=1))
+    with torch.no_grad():
+        for prm in head.parameters():
+            prm.zero_()
+        head.inp.weight[0, 2, 0] = 1.0   # channel 0 <- "seen so far" of class 0 (inputs: probs, then these)
+        head.out.weight[0, 0, 0] = 1.0   # logit of class 0 += channel 0
+    p = np.tile([[0.5, 0.5]], (8, 1))    # seen so far: 0.5 (t + 1) / 4, capped at 1
+    seen = np.minimum(0.5 * np.arange(1, 9) / 4.0, 1.0)
+    expected = 1.0 / (1.0 + np.exp(-seen))                     # softmax of (log .5 + seen, log .5)
+    np.testing.assert_allclose(head.probabilities(p)[:, 0], expected, atol=1e-12)
+    stream = HeadStream(head)
+    np.testing.assert_allclose([stream.step(x)[0] for x in p], expected, atol=1e-12)
 
 
 def test_meta_round_trip_and_bad_meta():
@@ -67,7 +84,9 @@ def test_meta_round_trip_and_bad_meta():
     with pytest.raises(CheckpointError, match="unknown settings"):
         TemporalHead.from_meta({**head.to_meta(), "config": {**head.to_meta()["config"], "size": 3}})
     with pytest.raises(ConfigError, match="channels must be >= 1"):
-        HeadConfig(3, channels=0)
+        HeadConfig((3.0,), channels=0)
+    with pytest.raises(ConfigError, match="evidence lengths must be > 0"):
+        HeadConfig((3.0, 0.0))
     with pytest.raises(ShapeError, match=r"expected \(T, 3\)"):
         head.probabilities(np.ones((5, 4)))
     with pytest.raises(ShapeError, match="expected 3 probabilities"):
@@ -77,6 +96,7 @@ def test_meta_round_trip_and_bad_meta():
 def test_targets_are_the_labels_offset_steps_back():
     np.testing.assert_array_equal(targets(np.arange(5), 2), [IGNORE, IGNORE, 0, 1, 2])
     np.testing.assert_array_equal(targets(np.arange(3), 0), [0, 1, 2])
+    assert typical_lengths([np.array([0, 0, 1, 0, 0, 0, 1])], 3) == (2.5, 1.0, 1.5)  # class 2: median of all
 
 
 def test_augmentation_resamples_labels_with_their_steps_and_keeps_distributions():

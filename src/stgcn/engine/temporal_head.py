@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from ..errors import ShapeError
 from ..models.temporal_head import HeadConfig, TemporalHead
+from ..segmentation import runs as segment_runs
 
 IGNORE = -100
 
@@ -87,13 +88,24 @@ def loss(logits: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tenso
     return ce + smoothing * diff[both].mean()
 
 
+def typical_lengths(labels: Sequence[np.ndarray], k: int) -> tuple[float, ...]:
+    """Per class, the median length of its runs in ``labels`` (the median over all classes' runs
+    for a class without any)."""
+    runs: dict[int, list[int]] = {}
+    for lab in labels:
+        for c, start, end in segment_runs(np.asarray(lab)):
+            runs.setdefault(int(c), []).append(end - start + 1)
+    every = float(np.median([n for v in runs.values() for n in v]))
+    return tuple(float(np.median(runs[c])) if c in runs else every for c in range(k))
+
+
 def fit_head(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], offset: int,
              settings: HeadTraining = HeadTraining()) -> TemporalHead:
     """A head trained on streams' window probabilities ``probs`` (T, K) and frame labels (T,)
     (class indices 0..K-1, every frame labelled)."""
     k = int(probs[0].shape[1])
     torch.manual_seed(settings.seed)
-    head = TemporalHead(HeadConfig(k, settings.channels, settings.layers, settings.dropout))
+    head = TemporalHead(HeadConfig(typical_lengths(labels, k), settings.channels, settings.layers, settings.dropout))
     x, y = _batch(probs, labels, offset, k)
     rng = np.random.default_rng(settings.seed)
     opt = torch.optim.Adam(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)

@@ -37,15 +37,24 @@ FLOOR = 1e-6
 
 @dataclass(frozen=True)
 class HeadConfig:
-    num_classes: int
+    evidence: tuple[float, ...]
+    """Per class (the window model's, "no action" included): the steps of probability that make
+    its "seen so far" input 1 (its median segment length in the training streams)."""
     channels: int = 16
     layers: int = 5
     dropout: float = 0.5
 
     def __post_init__(self) -> None:
-        for key in ("num_classes", "channels", "layers"):
+        object.__setattr__(self, "evidence", tuple(float(n) for n in self.evidence))  # a JSON list
+        if not self.evidence or min(self.evidence) <= 0:
+            raise ConfigError(f"temporal head: evidence lengths must be > 0, found {list(self.evidence)}")
+        for key in ("channels", "layers"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"temporal head: {key} must be >= 1, found {getattr(self, key)}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.evidence)
 
     @property
     def receptive_field(self) -> int:
@@ -72,14 +81,16 @@ class TemporalHead(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.inp = nn.Conv1d(c.num_classes, c.channels, 1)
+        self.register_buffer("evidence", torch.tensor(c.evidence, dtype=torch.float32)[:, None], persistent=False)
+        self.inp = nn.Conv1d(2 * c.num_classes, c.channels, 1)
         self.layers = nn.ModuleList(_CausalResidual(c.channels, 2 ** i, c.dropout) for i in range(c.layers))
         self.out = nn.Conv1d(c.channels, c.num_classes, 1)
         nn.init.zeros_(self.out.weight)  # start as the identity: the window probabilities as they are
         nn.init.zeros_(self.out.bias)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
-        h = self.inp(probs)
+        seen = (probs.cumsum(dim=2) / self.evidence.to(probs.dtype)).clamp(max=1.0)
+        h = self.inp(torch.cat([probs, seen], dim=1))
         for layer in self.layers:
             h = layer(h)
         return torch.log(probs.clamp(min=FLOOR)) + self.out(h)
@@ -127,12 +138,14 @@ class HeadStream:
                          sd[f"layers.{i}.mix.weight"][:, :, 0], sd[f"layers.{i}.mix.bias"], layer.dilation)
                         for i, layer in enumerate(head.layers)]
         self._out = (sd["out.weight"][:, :, 0], sd["out.bias"])
+        self._evidence = np.asarray(head.config.evidence, dtype=np.float64)
         self.num_classes = head.config.num_classes
         self.reset()
 
     def reset(self) -> None:
         """A new stream: the past is the zero padding of :class:`TemporalHead`."""
         channels = self._inp[0].shape[0]
+        self._sum = np.zeros(self.num_classes)
         # per layer, its inputs at t - 2d .. t (the kernel's taps are t - 2d, t - d, t)
         self._history = [deque([np.zeros(channels)] * (2 * d + 1), maxlen=2 * d + 1)
                          for *_, d in self._layers]
@@ -141,7 +154,9 @@ class HeadStream:
         probs = np.asarray(probs, dtype=np.float64)
         if probs.shape != (self.num_classes,):
             raise ShapeError(f"temporal head: expected {self.num_classes} probabilities, found shape {probs.shape}")
-        h = self._inp[0] @ probs + self._inp[1]
+        self._sum = self._sum + probs
+        seen = np.minimum(self._sum / self._evidence, 1.0)
+        h = self._inp[0] @ np.concatenate([probs, seen]) + self._inp[1]
         for (w, b, wm, bm, d), hist in zip(self._layers, self._history, strict=True):
             hist.append(h)
             y = w[:, :, 0] @ hist[0] + w[:, :, 1] @ hist[d] + w[:, :, 2] @ hist[2 * d] + b
