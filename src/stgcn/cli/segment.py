@@ -65,10 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train causal models (temporal convolutions over past frames only), no look-ahead")
     g.add_argument("--window-stride", type=int, default=2,
                    help="windows method: a training window every N rows of the recordings (default 2)")
-    g.add_argument("--head", action="store_true",
-                   help="also train a causal temporal head over the window probabilities on the training "
-                        "recordings' frame labels, and keep it if it scores better out-of-fold (it did not on "
-                        "UTKinect: docs/segmentation.md)")
+    g.add_argument("--no-head", dest="head", action="store_false",
+                   help="no temporal head (by default a causal temporal head over the window probabilities is "
+                        "trained on the training recordings' frame labels and kept when it scores better "
+                        "out-of-fold)")
     g.add_argument("--max-delay", type=float, default=1.0, help="mean decision delay allowed in calibration (s)")
     p.set_defaults(func=run)
 

@@ -14,8 +14,7 @@ Protocol (cross-subject, as the clip benchmark): subjects 1, 3, 5, 7, 9 train, 2
 3. Calibration on the training subjects only: each left-out subject's recordings are scored by
    the model that did not see them (out-of-fold), and the segmenter's settings are chosen on those
    (``stgcn.inference.segment_calibration.calibrate``, mean decision delay <= ``max_delay_s``).
-3b. With ``head`` (methods with a "noAction" class; off by default: on UTKinect it did not score
-   better out-of-fold): a causal temporal head
+3b. With ``head`` (default; methods with a "noAction" class): a causal temporal head
    (:mod:`stgcn.models.temporal_head`) over those out-of-fold window probabilities, trained on the
    recordings' frame labels; the segmenter is calibrated again on the probabilities of heads that
    did not see the subject either (one head per training subject left out), and the variant with
@@ -70,7 +69,7 @@ class BenchmarkSettings:
     causal: bool = False
     """Train causal models (temporal convolutions over past frames only) and stream with no
     look-ahead: the window ending at row t labels row t."""
-    head: HeadTraining | None = None
+    head: HeadTraining | None = field(default_factory=HeadTraining)
     """Also train and calibrate a temporal head with these settings, kept when it scores better
     out-of-fold (None: window probabilities straight to the segmenter)."""
     max_delay_s: float = 1.0
