@@ -4,8 +4,10 @@ The inputs are, per stream, the window model's probabilities at every step (T, K
 labels (T,) (class indices of the model, its "no action" class included). The head's output at
 step ``t`` is trained on the label of frame ``t - offset`` (the frame the segmenter decides at
 that step) with MS-TCN's loss: cross-entropy plus ``smoothing`` times the truncated mean squared
-difference of consecutive log-probabilities (tau = 4). Give it probabilities the window model did
-not train on (out-of-fold), so that it learns from the confidences of unseen data.
+difference of consecutive log-probabilities (tau = 4), all streams in one batch per step, each
+resampled in time and tempered anew every step (a handful of training streams is all there is).
+Give it probabilities the window model did not train on (out-of-fold), so that it learns from the
+confidences of unseen data.
 """
 
 from __future__ import annotations

@@ -1,19 +1,24 @@
 """A temporal head over a stream of window probabilities: MS-TCN's refinement stage, causal.
 
 The window model (stage 1) gives, at every step ``t`` of a person's stream, the class
-probabilities of the window ending there. :class:`TemporalHead` (stage 2) reads that sequence
-with a stack of dilated residual 1-D convolutions (Farha & Gall, MS-TCN, CVPR 2019: a 1x1 input
-convolution, ``layers`` residual layers of a kernel-3 convolution with dilation ``2**i``, ReLU,
-1x1 convolution and dropout, a 1x1 output convolution) and gives refined class logits per step:
+probabilities of the window ending there. :class:`TemporalHead` (stage 2) reads that sequence,
+together with each class's "seen so far" (the running sum of its probabilities since the stream
+began, divided by the class's typical length and capped at 1: in UTKinect, walking is the action
+"walk" only before anything else was done), with a stack of dilated residual 1-D convolutions
+(Farha & Gall, MS-TCN, CVPR 2019: a 1x1 input convolution, ``layers`` residual layers of a
+kernel-3 convolution with dilation ``2**i``, ReLU, 1x1 convolution and dropout, a 1x1 output
+convolution) and gives refined class logits per step:
 the log window probabilities plus the stack's output, which starts at zero, so that an untrained
 head passes the windows through and training learns corrections to them.
 Unlike MS-TCN its convolutions are padded on the left only, so the output at step ``t`` depends
 on steps ``<= t`` alone and can be computed as the stream arrives; it is trained to label the
 frame the segmenter decides at that step (``SegmenterConfig.lookahead`` frames back), so it adds
 no delay of its own.
-Its receptive field is ``1 + 2 * (2**layers - 1)`` steps (63 by default, 9 s of UTKinect).
+Its receptive field is ``1 + 2 * (2**layers - 1)`` steps (63 by default, 9 s of UTKinect); "seen
+so far" reaches back to the stream's start.
 
-:class:`HeadStream` runs a trained head one step at a time (one cached input per layer and tap,
+:class:`HeadStream` runs a trained head one step at a time (a running sum, one cached input per
+layer and tap,
 a few small matrix products per step) and gives exactly the outputs of :meth:`TemporalHead.forward`
 over the whole sequence.
 """
