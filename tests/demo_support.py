@@ -18,14 +18,29 @@ EAGER_SEGMENTER = {"window": 16, "stride": 1, "lookahead": 4, "smoothing": 1, "t
                    "min_length": 1, "background": None, "fps": 25.0}
 
 
-def make_checkpoint(path: Path, segmenter: dict | None = None) -> Path:
+def make_head(num_classes: int = len(CLASSES), seed: int = 0):
+    """A temporal head (stgcn.models.temporal_head) over ``num_classes`` classes with random weights
+    (a fresh one passes the windows through unchanged)."""
+    import torch
+
+    from stgcn.models.temporal_head import HeadConfig, TemporalHead
+
+    torch.manual_seed(seed)
+    head = TemporalHead(HeadConfig(tuple(4.0 + i for i in range(num_classes)), channels=8, layers=3)).eval()
+    with torch.no_grad():
+        head.out.weight.normal_(std=1.0)
+    return head
+
+
+def make_checkpoint(path: Path, segmenter: dict | None = None, head=None) -> Path:
     """An untrained stgcn-tiny on kinect-v1 (a layout the MediaPipe mapping produces), with
-    ``segmenter`` settings in its meta when given."""
+    ``segmenter`` settings (and a temporal ``head``) in its meta when given."""
     model = create_model("stgcn-tiny", layout="kinect-v1", num_classes=len(CLASSES))
     save_model(path, model, {"class_names": CLASSES, "layout": "kinect-v1",
                              "data": {"layout": "kinect-v1", "in_channels": 3, "clip_len": 32,
                                       "test_pipeline": [{"name": "center"}]},
-                             **({"segmenter": segmenter} if segmenter else {})})
+                             **({"segmenter": segmenter} if segmenter else {}),
+                             **({"segmenter_head": head.to_meta()} if head is not None else {})})
     return path
 
 

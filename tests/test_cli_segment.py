@@ -124,3 +124,39 @@ def test_utkinect_recording_times_come_from_its_frame_ids(tmp_path, checkpoint):
     doc = json.loads(out.read_text())
     assert doc["num_frames"] == 587 == len(ids)
     assert doc["latency_ms"]["updates"] == len(range(0, 587, 4))  # one per scored window
+
+
+def test_a_checkpoint_with_a_temporal_head_and_precision(tmp_path, capsys, monkeypatch):
+    """A segmenter.pt with a head (meta["segmenter_head"], settings head=true) segments through it;
+    --set head=false streams the windows alone; --precision reaches the segmenter's predictor."""
+    from demo_support import CLASSES, make_checkpoint, make_head
+
+    settings = {"window": 8, "lookahead": 2, "threshold": 0.0, "min_length": 1, "smoothing": 1, "head": True}
+    ckpt = make_checkpoint(tmp_path / "h.pt", segmenter=settings, head=make_head(len(CLASSES)))
+    seq = _sequence(tmp_path)
+    runs = {}
+    for name, extra in (("head", []), ("plain", ["--set", "head=false"])):
+        out = tmp_path / f"{name}.json"
+        assert main(["segment", str(seq), "--checkpoint", str(ckpt), "--out", str(out), "--precision", "fp32",
+                     *extra]) == 0
+        runs[name] = json.loads(out.read_text())
+    assert runs["head"]["segmenter"]["head"] is True and runs["plain"]["segmenter"]["head"] is False
+    assert runs["head"]["people"]["0"] != runs["plain"]["people"]["0"]
+    assert "causal temporal head" in capsys.readouterr().out
+    assert runs["head"]["precision"] == "fp32"
+    from stgcn.inference.predictor import Predictor
+
+    asked = []
+    real = Predictor.from_checkpoint.__func__
+    monkeypatch.setattr(Predictor, "from_checkpoint",
+                        classmethod(lambda cls, path, **kw: asked.append(kw) or real(cls, path, **kw)))
+    assert main(["segment", str(seq), "--checkpoint", str(ckpt), "--precision", "bf16"]) == 0
+    assert asked == [{"precision": "bf16"}]
+    with pytest.raises(SystemExit):
+        main(["segment", str(seq), "--checkpoint", str(ckpt), "--precision", "fp16"])  # not a choice
+    capsys.readouterr()
+
+
+def test_head_setting_without_a_head_in_the_checkpoint(tmp_path, checkpoint, capsys):
+    assert main(["segment", str(_sequence(tmp_path)), "--checkpoint", str(checkpoint), "--set", "head=true"]) == 2
+    assert "carries no temporal head" in capsys.readouterr().err

@@ -104,13 +104,13 @@ def test_blank_video_is_nobody_there(checkpoint, small_video, tmp_path):
     assert "last window: nobody there" in r.summary()
 
 
-def _replayed_segments(windows, absent, class_names, config):
+def _replayed_segments(windows, absent, class_names, config, head=None):
     """The segments a TrackSegmenter finds from the windows' raw probabilities of track 0 (the run
     used no smoothing and every class in its top-k), the person closed at the first window after
     they left and at the end: an independent replay of the demo's wiring."""
     from stgcn.inference.segmenter import TrackSegmenter
 
-    seg, last, out = TrackSegmenter(config, class_names), None, []
+    seg, last, out = TrackSegmenter(config, class_names, head), None, []
     for w in windows:
         if w.frame in absent or 0 not in w.people:
             if last is not None and seg.active:
@@ -123,11 +123,14 @@ def _replayed_segments(windows, absent, class_names, config):
     return [d.segment.to_json() | {"decided_at": d.decided_at} for d in out]
 
 
-def test_segments_per_person_in_json_overlay_and_timeline(tmp_path, small_video, capsys):
-    from demo_support import EAGER_SEGMENTER, make_checkpoint
+@pytest.mark.parametrize("with_head", [False, True])
+def test_segments_per_person_in_json_overlay_and_timeline(tmp_path, small_video, capsys, with_head):
+    from demo_support import EAGER_SEGMENTER, make_checkpoint, make_head
     from stgcn.inference.segmenter import SegmenterConfig
 
-    ckpt = make_checkpoint(tmp_path / "seg.pt", segmenter=EAGER_SEGMENTER)
+    head = make_head() if with_head else None
+    settings = {**EAGER_SEGMENTER, "head": with_head}
+    ckpt = make_checkpoint(tmp_path / "seg.pt", segmenter=settings, head=head)
     absent = range(20, 28)  # the person leaves and comes back: new segments, same track id
     js = tmp_path / "o.json"
     r = run_demo(video=small_video, checkpoint=ckpt, out=tmp_path / "o.mp4", json_out=js, pose=FakePose(empty=absent),
@@ -136,7 +139,8 @@ def test_segments_per_person_in_json_overlay_and_timeline(tmp_path, small_video,
     assert doc["window"] == 16 and doc["stride"] == 1  # the calibrated window and stride (25 fps: unscaled)
     assert doc["segmenter"]["lookahead"] == 4 and doc["segmenter"]["lookahead_s"] == pytest.approx(4 / 25)
     segs = doc["segments"]["0"]
-    want = _replayed_segments(r.windows, set(absent), CLASSES, SegmenterConfig.from_json(EAGER_SEGMENTER))
+    want = _replayed_segments(r.windows, set(absent), CLASSES, SegmenterConfig.from_json(settings), head)
+    assert doc["segmenter"]["head"] is with_head
     assert [{k: s[k] for k in want[0]} for s in segs] == want
     assert all(s["label"] in CLASSES and 0 <= s["start"] <= s["end"] <= 39 for s in segs)
     assert not any(s["start"] <= 23 <= s["end"] or s["start"] <= 27 <= s["end"] for s in segs)  # nobody there

@@ -67,7 +67,7 @@ def test_tiny_benchmark_end_to_end(tmp_path, causal):
     out = tmp_path / "bench"
     assert main(["segment", "--benchmark", "utkinect", "--out", str(out), "--epochs", "1", "--window-stride", "16",
                  "--train-set", "model.name=stgcn-tiny", "--train-set", "model.kwargs={}",
-                 *(["--causal"] if causal else [])]) == 0
+                 *(["--causal", "--no-head"] if causal else [])]) == 0
     summary = json.loads((out / "metrics.json").read_text())
     test = summary["methods"]["windows"]["test"]
     assert {"accuracy", "edit", "f1@10", "f1@25", "f1@50", "delay_s"} <= set(test)
@@ -76,6 +76,12 @@ def test_tiny_benchmark_end_to_end(tmp_path, causal):
     assert meta["segmenter"]["background"] == BACKGROUND_CLASS and meta["data"]["num_persons"] == 1
     assert meta["segmenter"]["fps"] == pytest.approx(6.7, abs=1.0)   # UTKinect's skeleton rows per second
     assert model.cfg.causal == causal and meta["segmenter"]["lookahead"] == (0 if causal else 3)
+    # the head's variant is measured beside the plain one (not with --no-head); the checkpoint holds it
+    # when chosen
+    assert set(summary["methods"]) == ({"windows"} if causal else {"windows", "windows+head"})
+    assert summary["chosen"] == max(summary["methods"], key=lambda k: summary["methods"][k]["calibration_objective"])
+    with_head = summary["chosen"] == "windows+head"
+    assert meta["segmenter"]["head"] is with_head and ("segmenter_head" in meta) is with_head
     assert sorted(p.stem for p in (out / "streams").glob("*.png")) == \
         sorted(st.name for st in utkinect_streams(subjects=TEST_SUBJECTS))
     doc = json.loads((out / "streams" / "s02_e01.json").read_text())

@@ -11,6 +11,7 @@ from stgcn.inference.segmenter import (
     SegmenterConfig,
     TrackSegmenter,
     WindowScorer,
+    load_head,
     segment_person,
 )
 from stgcn.segmentation import Segment
@@ -214,3 +215,70 @@ def test_class_lengths_are_the_median_training_segment():
     got = class_lengths(streams, [*names, "noAction"])
     walk = sorted(s.length for st in streams for s in st.segments if s.label == names[0])
     assert got[0] == int(np.median(walk)) and got[-1] == 0 and all(n > 0 for n in got[:-1])
+
+
+# ---------------------------------------------------------------------------------- temporal head
+
+
+def _plain(decided):
+    return [(d.segment.label, d.segment.start, d.segment.end, d.decided_at, round(d.segment.score, 6))
+            for d in decided]
+
+
+def test_a_head_refines_each_push_and_starts_afresh_when_the_person_is_back():
+    """Pushing window probabilities through the head's track segmenter equals pushing the whole
+    sequence's refined probabilities (what calibration scores) into one without it; after the
+    person leaves, the head's past (its evidence too) is gone."""
+    from demo_support import make_head
+
+    head = make_head(3)
+    names = ["A", "B", "idle"]
+    config = cfg(threshold=0.0, background="idle", lookahead=1)
+    rows = np.random.default_rng(0).dirichlet(np.ones(3), size=30)
+    with_head = TrackSegmenter(config.replace(head=True), names, head)
+    plain = TrackSegmenter(config, names)
+    refined = np.concatenate([head.probabilities(rows[:12]), head.probabilities(rows[12:])])
+    for t in range(30):
+        if t == 12:  # left after frame 11, back at 12
+            with_head.finish(11)
+            plain.finish(11)
+        with_head.push(t, rows[t])
+        plain.push(t, refined[t])
+    with_head.finish(29)
+    plain.finish(29)
+    assert with_head.decided and _plain(with_head.decided) == _plain(plain.decided)
+    assert not np.allclose(head.probabilities(rows)[12:], refined[12:])  # a fresh start differs
+
+
+def test_head_setting_needs_the_checkpoints_head():
+    from demo_support import make_head
+
+    with pytest.raises(ConfigError, match="no temporal head was given"):
+        TrackSegmenter(cfg(head=True), ["A", "B"])
+    with pytest.raises(ConfigError, match="the temporal head has 3 classes, the model 2"):
+        TrackSegmenter(cfg(head=True), ["A", "B"], make_head(3))
+    with pytest.raises(ConfigError, match="carries no temporal head"):
+        load_head({}, cfg(head=True))
+    assert load_head({"segmenter_head": make_head(2).to_meta()}, cfg()) is None  # head=false: not used
+    assert "causal temporal head" in cfg(head=True).describe_lookahead()
+
+
+def test_online_with_a_head_equals_offline(tmp_path):
+    from demo_support import CLASSES, make_checkpoint, make_head
+    from stgcn.inference.predictor import Predictor
+
+    config = {"window": 8, "stride": 1, "lookahead": 2, "smoothing": 1, "threshold": 0.0, "hysteresis": 1,
+              "min_length": 1, "head": True}
+    ckpt = make_checkpoint(tmp_path / "h.pt", segmenter=config, head=make_head(len(CLASSES)))
+    predictor = Predictor.from_checkpoint(ckpt)
+    settings = SegmenterConfig.for_model(predictor.meta, predictor.model)
+    person = _person()
+    online = OnlineSegmenter(predictor, settings)
+    for t, kp in enumerate(person):
+        online.update(t, {"0": kp} if np.abs(kp).any() else {})
+    online.finish()
+    offline = segment_person(WindowScorer(predictor, settings.window), settings, person, predictor.class_names)
+    assert offline and _plain(online.tracks["0"].decided) == _plain(offline)
+    # ... and the head changes the answer (the windows alone decide otherwise)
+    alone = segment_person(WindowScorer(predictor, 8), settings.replace(head=False), person, predictor.class_names)
+    assert _plain(alone) != _plain(offline)

@@ -11,7 +11,8 @@ decided the segment), and a timeline picture is written beside it. ``--labels`` 
 ``label,start,end``) adds the segmentation metrics and the ground truth to the picture.
 
 The segmenter's settings come from the checkpoint (``meta["segmenter"]``, which the benchmark
-calibrates and writes into ``DIR/segmenter.pt``); ``--set key=value`` overrides them.
+calibrates and writes into ``DIR/segmenter.pt``, with its temporal head when it chose one);
+``--set key=value`` overrides them (``--set head=false``: without the head).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import argparse
 import json
 import re
 from pathlib import Path
+
+from . import add_precision_argument
 
 UTK_SEQUENCE = re.compile(r"^joints_s\d\d_e\d\d\.txt(\.gz)?$")
 
@@ -39,8 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                              "else the segmenter's calibration rate, else 30)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a segmenter setting (window, stride, lookahead, smoothing, threshold, "
-                        "background, background_weight, hysteresis, min_length, min_fraction, class_lengths)")
+                        "background, background_weight, hysteresis, min_length, min_fraction, class_lengths, "
+                        "head)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    add_precision_argument(p)
     g = p.add_argument_group("benchmark")
     g.add_argument("--benchmark", choices=["utkinect"], help="run the UTKinect untrimmed benchmark into --out")
     g.add_argument("--data", help="UTKinect folder (default: ../shared/data/utkinect_action3d, else bundled)")
@@ -60,6 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train causal models (temporal convolutions over past frames only), no look-ahead")
     g.add_argument("--window-stride", type=int, default=2,
                    help="windows method: a training window every N rows of the recordings (default 2)")
+    g.add_argument("--no-head", dest="head", action="store_false",
+                   help="no temporal head (by default a causal temporal head over the window probabilities is "
+                        "trained on the training recordings' frame labels and kept when it scores better "
+                        "out-of-fold)")
     g.add_argument("--max-delay", type=float, default=1.0, help="mean decision delay allowed in calibration (s)")
     p.set_defaults(func=run)
 
@@ -110,7 +119,7 @@ def _segment(args: argparse.Namespace) -> int:
     from ..inference.segmenter import OnlineSegmenter, present_frames
 
     torch.set_num_threads(max(1, args.threads))
-    predictor = Predictor.from_checkpoint(args.checkpoint)
+    predictor = Predictor.from_checkpoint(args.checkpoint, precision=args.precision)
     config = _config(predictor.meta, args.overrides, predictor.model)
     if not predictor.meta.get("segmenter") and not args.overrides:
         print("note: the checkpoint carries no calibrated segmenter settings (meta['segmenter']); using the "
@@ -131,6 +140,7 @@ def _segment(args: argparse.Namespace) -> int:
     found = {str(m): online.tracks[str(m)].decided if str(m) in online.tracks else [] for m in range(len(people))}
     times = _times(sample, args.fps, config.fps)
     doc = _document(path, args.checkpoint, config, found, times, online.latencies_ms)
+    doc["precision"] = predictor.precision
     if truth is not None:
         doc["metrics"] = _metrics(found, truth, predictor.class_names, sample.num_frames, times)
         doc["ground_truth"] = [s.to_json() for s in truth]
@@ -220,7 +230,10 @@ def _benchmark(args: argparse.Namespace) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise ConfigError(f"--methods: {bad or args.methods!r} not in {list(METHODS)}")
+    from ..engine.temporal_head import HeadTraining
+
     s = BenchmarkSettings(out=Path(args.out), data=args.data, recipe=args.recipe, overrides=list(args.train_overrides),
+                          head=HeadTraining() if args.head else None,
                           epochs=args.epochs, methods=methods, max_delay_s=args.max_delay, threads=max(1, args.threads),
                           window=args.window, window_stride=args.window_stride, causal=args.causal,
                           lookahead=args.lookahead if args.lookahead is not None else (0 if args.causal else 3))

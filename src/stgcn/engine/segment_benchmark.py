@@ -14,11 +14,17 @@ Protocol (cross-subject, as the clip benchmark): subjects 1, 3, 5, 7, 9 train, 2
 3. Calibration on the training subjects only: each left-out subject's recordings are scored by
    the model that did not see them (out-of-fold), and the segmenter's settings are chosen on those
    (``stgcn.inference.segment_calibration.calibrate``, mean decision delay <= ``max_delay_s``).
+3b. With ``head`` (default; methods with a "noAction" class): a causal temporal head
+   (:mod:`stgcn.models.temporal_head`) over those out-of-fold window probabilities, trained on the
+   recordings' frame labels; the segmenter is calibrated again on the probabilities of heads that
+   did not see the subject either (one head per training subject left out), and the variant with
+   the better out-of-fold objective is kept. The head kept is trained on all training subjects.
 4. Test: the full model and the calibrated segmenter over the test subjects' 10 untrimmed
    recordings, frame by frame as the live path; frame-wise accuracy (transitions as background),
    edit, F1@{10,25,50}, delays, and the latency of one update (window input + model + decisions).
 
-With several methods, the one with the best out-of-fold objective is kept (never a test figure).
+With several methods (and the head), the variant with the best out-of-fold objective is kept
+(never a test figure); the report gives the test figures of every variant.
 """
 
 from __future__ import annotations
@@ -26,13 +32,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..segmentation import BACKGROUND
+from .temporal_head import HeadTraining
 
 TRAIN_SUBJECTS = (1, 3, 5, 7, 9)
 TEST_SUBJECTS = (2, 4, 6, 8, 10)
@@ -62,6 +69,9 @@ class BenchmarkSettings:
     causal: bool = False
     """Train causal models (temporal convolutions over past frames only) and stream with no
     look-ahead: the window ending at row t labels row t."""
+    head: HeadTraining | None = field(default_factory=HeadTraining)
+    """Also train and calibrate a temporal head with these settings, kept when it scores better
+    out-of-fold (None: window probabilities straight to the segmenter)."""
     max_delay_s: float = 1.0
     threads: int = 1
     """torch threads for training and scoring (1 is fastest on a small, busy CPU)."""
@@ -195,17 +205,11 @@ def _predictor(path: Path, threads: int):
 # ------------------------------------------------------------------------------------- one method
 
 
-def run_method(method: str, s: BenchmarkSettings) -> dict:
-    """Train, calibrate out-of-fold and test one method; returns its results and paths."""
+def run_method(method: str, s: BenchmarkSettings) -> list[dict]:
+    """Train, calibrate out-of-fold and test one method; returns its variants (without and, for a
+    method with a "noAction" class and ``s.head``, with the temporal head): results and paths."""
     from ..data.streams import utkinect_streams
-    from ..inference.segment_calibration import (
-        GRID,
-        calibrate,
-        class_lengths,
-        evaluate,
-        objective,
-        window_probabilities,
-    )
+    from ..inference.segment_calibration import GRID, calibrate, class_lengths, window_probabilities
     from ..inference.segmenter import SegmenterConfig
 
     store = build_store(method, s)
@@ -241,11 +245,54 @@ def run_method(method: str, s: BenchmarkSettings) -> dict:
     config, calib, trials = calibrate(train, oof, names, start=start, max_delay_s=s.max_delay_s, grid=grid,
                                       log=lambda m: s.log(f"{method}: {m}"))
     test = utkinect_streams(s.data, subjects=TEST_SUBJECTS)
-    predictor = _predictor(full, s.threads)
-    metrics, per_stream = evaluate(config, test, window_probabilities(predictor, test, config.window), names)
-    return {"method": method, "config": config, "calibration": calib, "calibration_objective": objective(calib),
-            "trials": trials, "test": metrics, "per_stream": per_stream, "checkpoint": full, "streams": test,
-            "names": names}
+    test_probs = window_probabilities(_predictor(full, s.threads), test, config.window)
+    common = {"checkpoint": full, "streams": test, "names": names}
+    variants = [_variant(method, config, calib, trials, test, test_probs, None, common)]
+    if s.head is not None and config.background is not None:
+        variants.append(_head_variant(method, config, train, oof(config.window), test, test_probs, s, common))
+    return variants
+
+
+def _variant(name: str, config, calib: dict, trials: list, test, test_probs, head, common: dict) -> dict:
+    """Test figures of calibrated settings (``head``: test probabilities already refined by it)."""
+    from ..inference.segment_calibration import evaluate, objective
+
+    metrics, per_stream = evaluate(config.replace(head=False), test, test_probs, common["names"])
+    return {"method": name, "config": config, "calibration": calib, "calibration_objective": objective(calib),
+            "trials": trials, "test": metrics, "per_stream": per_stream, "head": head, **common}
+
+
+def frame_targets(stream, names: Sequence[str]) -> np.ndarray:
+    """(T,) class indices of ``names`` per frame, the transitions as the "noAction" class."""
+    frames = stream.frame_labels()
+    return np.where(frames == BACKGROUND, list(names).index(BACKGROUND_CLASS), frames)
+
+
+def _head_variant(method: str, config, train, oof_probs: list[np.ndarray], test, test_probs, s: BenchmarkSettings,
+                  common: dict) -> dict:
+    """The temporal head: calibrated on the probabilities of heads that did not see the subject,
+    tested with the head trained on every training subject."""
+    from ..inference.segment_calibration import GRID, calibrate
+    from .temporal_head import fit_head
+
+    t0 = time.perf_counter()
+    labels = [frame_targets(st, common["names"]) for st in train]
+    refined: list[np.ndarray | None] = [None] * len(train)
+    for subj in TRAIN_SUBJECTS:
+        mine = [i for i, st in enumerate(train) if st.meta["subject"] == subj]
+        rest = [i for i, st in enumerate(train) if st.meta["subject"] != subj]
+        head = fit_head([oof_probs[i] for i in rest], [labels[i] for i in rest], config.lookahead, s.head)
+        for i in mine:
+            refined[i] = head.probabilities(oof_probs[i])
+    s.log(f"{method}+head: 5 out-of-fold heads trained ({time.perf_counter() - t0:.0f} s)")
+    grid = {**GRID, "window": (config.window,), "lookahead": (config.lookahead,)}
+    start = config.replace(smoothing=1, threshold=0.0, hysteresis=1, min_length=1, background_weight=1.0,
+                           min_fraction=0.0)
+    cfg, calib, trials = calibrate(train, lambda _: refined, common["names"], start=start,
+                                   max_delay_s=s.max_delay_s, grid=grid, log=lambda m: s.log(f"{method}+head: {m}"))
+    head = fit_head(oof_probs, labels, config.lookahead, s.head)
+    return _variant(f"{method}+head", cfg.replace(head=True), calib, trials, test,
+                    [head.probabilities(p) for p in test_probs], head, common)
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -258,11 +305,13 @@ def row_rate(streams: Sequence) -> float:
     return rows / seconds
 
 
-def measure_latency(checkpoint: Path, config, stream, threads: int) -> dict:
-    """Per-update latency of the live path over one recording: window input, model, decisions."""
-    from ..inference.segmenter import OnlineSegmenter
+def measure_latency(checkpoint: Path, stream, threads: int) -> dict:
+    """Per-update latency of the live path over one recording with a checkpoint's calibrated
+    settings: window input, model, temporal head, decisions."""
+    from ..inference.segmenter import OnlineSegmenter, SegmenterConfig
 
-    online = OnlineSegmenter(_predictor(checkpoint, threads), config)
+    predictor = _predictor(checkpoint, threads)
+    online = OnlineSegmenter(predictor, SegmenterConfig.for_model(predictor.meta, predictor.model))
     person = stream.sample.keypoint[0]
     for t in range(len(person)):
         online.update(t, {"0": person[t]})
@@ -285,21 +334,24 @@ def run_benchmark(s: BenchmarkSettings) -> dict:
     s.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with flushing_denormals():
-        results = [run_method(m, s) for m in s.methods]
+        results = [v for m in s.methods for v in run_method(m, s)]
         best = max(results, key=lambda r: r["calibration_objective"])
-        latency = measure_latency(best["checkpoint"], best["config"], best["streams"][0], s.threads)
+        _save_segmenter(s.out / "segmenter.pt", best, s)
+        latency = measure_latency(s.out / "segmenter.pt", best["streams"][0], s.threads)
     summary = {"protocol": "UTKinect-Action3D untrimmed recordings, cross-subject: subjects 1,3,5,7,9 train "
                            "(trimmed clips; calibration out-of-fold), 2,4,6,8,10 test (10 whole recordings)",
                "recipe": s.recipe, "overrides": list(s.overrides), "epochs": s.epochs, "window_epochs": s.window_epochs,
                "window_stride": s.window_stride, "causal": s.causal, "chosen": best["method"],
+               "head": None if s.head is None else asdict(s.head),
                "max_delay_s": s.max_delay_s, "latency": latency, "wall_time_s": round(time.perf_counter() - t0, 1),
                "methods": {r["method"]: _method_summary(r) for r in results}}
-    _save_segmenter(s.out / "segmenter.pt", best, summary)
     _write_streams(s.out / "streams", best)
     atomic_write_text(s.out / "metrics.json", json.dumps(summary, indent=1) + "\n")
     atomic_write_text(s.out / "report.md", report(summary))
     for r in results:
-        atomic_write_text(s.out / r["method"] / "calibration_trials.json", json.dumps(r["trials"], indent=1) + "\n")
+        method, plus, _ = r["method"].partition("+")
+        atomic_write_text(s.out / method / f"calibration_trials{'_head' if plus else ''}.json",
+                          json.dumps(r["trials"], indent=1) + "\n")
     s.log(report(summary))
     return summary
 
@@ -319,15 +371,17 @@ def _round(d: dict) -> dict:
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-def _save_segmenter(path: Path, best: dict, summary: dict) -> None:
+def _save_segmenter(path: Path, best: dict, s: BenchmarkSettings) -> None:
+    """The chosen variant's window model with its settings (and temporal head) in the meta."""
     from ..checkpoint import load_model, save_model
 
     model, meta = load_model(best["checkpoint"])
     rate = row_rate(best["streams"])
     config = best["config"].replace(fps=round(rate, 2))
-    save_model(path, model, {**meta, "segmenter": config.to_json(),
-                             "segmenter_benchmark": {k: summary[k] for k in ("protocol", "chosen", "recipe")}
-                             | {"test": summary["methods"][best["method"]]["test"]}})
+    head = {} if best["head"] is None else {"segmenter_head": best["head"].to_meta()}
+    save_model(path, model, {**meta, "segmenter": config.to_json(), **head,
+                             "segmenter_benchmark": {"chosen": best["method"], "recipe": s.recipe,
+                                                     "test": _round(best["test"])}})
 
 
 def _write_streams(folder: Path, best: dict) -> None:

@@ -6,6 +6,9 @@ frames). :class:`TrackSegmenter` turns those window probabilities into segments:
 
 1. **look-ahead**: frame ``f`` is decided by the window ending at ``f + lookahead``, so a window
    covers frames on both sides of the one it labels (0 = causal: the window ends at ``f``);
+   with ``head``, the window probabilities first go through the checkpoint's causal temporal head
+   (:mod:`stgcn.models.temporal_head`, ``meta["segmenter_head"]``), trained on the training
+   streams' frame labels to give the probabilities of that same frame from all the windows so far;
 2. **smoothing**: the mean of the last ``smoothing`` window probability vectors;
 3. **no action**: a frame is background when the smoothed top probability is below ``threshold``
    or the top class is the model's background class (``background``, a model trained with one,
@@ -56,6 +59,8 @@ class SegmenterConfig:
     """Action segments shorter than this fraction of their class's ``class_lengths`` are dropped."""
     class_lengths: tuple[int, ...] | None = None
     """Per class, in the model's order: the median length of its training segments (frames)."""
+    head: bool = False
+    """Refine the window probabilities with the checkpoint's temporal head (one step per window)."""
     fps: float | None = None
     """Frame rate the settings were calibrated at (informative; lengths stay in frames)."""
 
@@ -98,7 +103,8 @@ class SegmenterConfig:
 
     def describe_lookahead(self) -> str:
         sec = f" = {self.lookahead_s:.2f} s at {self.fps:g} fps" if self.fps else ""
-        return f"look-ahead {self.lookahead} frames{sec}" + (" (causal)" if self.lookahead == 0 else "")
+        return (f"look-ahead {self.lookahead} frames{sec}" + (" (causal)" if self.lookahead == 0 else "")
+                + (", causal temporal head" if self.head else ""))
 
     def at_rate(self, fps: float) -> SegmenterConfig:
         """These settings for a stream of ``fps`` frames per second: the lengths calibrated at
@@ -129,6 +135,18 @@ class SegmenterConfig:
         return cls(window=window, lookahead=0 if is_causal(model) else window // 2)
 
 
+def load_head(meta: dict, config: SegmenterConfig):
+    """The checkpoint's temporal head when ``config.head`` (else None)."""
+    if not config.head:
+        return None
+    if not meta.get("segmenter_head"):
+        raise ConfigError("segmenter: head is set but the checkpoint carries no temporal head "
+                          "(meta['segmenter_head']); set head=false or use a benchmark's segmenter.pt")
+    from ..models.temporal_head import TemporalHead
+
+    return TemporalHead.from_meta(meta["segmenter_head"])
+
+
 def is_causal(model) -> bool:
     """Whether the model's temporal convolutions see only past frames (``STGCNConfig.causal``)."""
     return bool(getattr(getattr(model, "cfg", None), "causal", False))
@@ -151,11 +169,23 @@ class Decided:
 
 
 class TrackSegmenter:
-    """The online segmenter of one person: window probabilities in, final segments out."""
+    """The online segmenter of one person: window probabilities in, final segments out.
 
-    def __init__(self, config: SegmenterConfig, class_names: Sequence[str]) -> None:
+    ``head`` (:func:`load_head`) is needed when ``config.head``: each pushed window's probabilities
+    go through it, one step per push, and it starts afresh when the person leaves."""
+
+    def __init__(self, config: SegmenterConfig, class_names: Sequence[str], head=None) -> None:
+        from ..models.temporal_head import HeadStream
+
         self.config = config
         self.class_names = list(class_names)
+        if config.head and head is None:
+            raise ConfigError("segmenter: head is set but no temporal head was given (stgcn.inference.segmenter."
+                              "load_head reads the checkpoint's)")
+        self._head = HeadStream(head) if config.head else None
+        if self._head is not None and self._head.num_classes != len(self.class_names):
+            raise ConfigError(f"segmenter: the temporal head has {self._head.num_classes} classes, the model "
+                              f"{len(self.class_names)}")
         self.bg_index = None
         if config.background is not None:
             if config.background not in self.class_names:
@@ -238,6 +268,8 @@ class TrackSegmenter:
             raise ShapeError(f"expected {len(self.class_names)} class probabilities, found shape {probs.shape}")
         if self._smoothed is None:  # the person appears (or is back): the frames before are nobody's
             self.next_frame = max(self.next_frame, frame)
+        if self._head is not None:
+            probs = self._head.step(probs)
         self._recent.append(probs)
         self._smoothed = np.mean(self._recent, axis=0)
         return self._decide_until(frame - self.config.lookahead, frame)
@@ -254,6 +286,8 @@ class TrackSegmenter:
         self.label, self.start, self._run = BACKGROUND, last_frame + 1, []
         self._recent.clear()
         self._smoothed = None
+        if self._head is not None:
+            self._head.reset()
         return out
 
     @property
@@ -339,7 +373,7 @@ def segment_person(scorer: WindowScorer, config: SegmenterConfig, person: np.nda
     The windows are scored in batches; the segmenter then sees them one by one. A person who is
     absent (all-zero frames) ends the open segment; their return starts new ones.
     """
-    seg = TrackSegmenter(config, class_names)
+    seg = TrackSegmenter(config, class_names, load_head(scorer.predictor.meta, config))
     for first, last in _present_runs(present_frames(person)):
         ends = list(range(int(first), int(last) + 1, config.stride))
         # windows never reach back past the person's return
@@ -364,6 +398,7 @@ class OnlineSegmenter:
         self.config = config
         self.scorer = WindowScorer(predictor, config.window)
         self.class_names = list(predictor.class_names)
+        self.head = load_head(predictor.meta, config)
         self.tracks: dict[str, TrackSegmenter] = {}
         self._buffers: dict[str, deque[np.ndarray]] = {}
         self._since: dict[str, int] = {}
@@ -381,7 +416,7 @@ class OnlineSegmenter:
             if key not in self._buffers:
                 self._buffers[key] = deque(maxlen=self.config.window)
                 self._since[key] = frame
-                self.tracks.setdefault(key, TrackSegmenter(self.config, self.class_names))
+                self.tracks.setdefault(key, TrackSegmenter(self.config, self.class_names, self.head))
             buf = self._buffers[key]
             buf.append(np.asarray(kp, dtype=np.float32))
             if (frame - self._since[key]) % self.config.stride == 0:

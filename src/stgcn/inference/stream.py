@@ -30,7 +30,7 @@ import numpy as np
 from ..segmentation import Segment
 from .pose import Person
 from .predictor import Predictor, joint_attention
-from .segmenter import Decided, SegmenterConfig, TrackSegmenter
+from .segmenter import Decided, SegmenterConfig, TrackSegmenter, load_head
 from .tracker import Tracker
 
 
@@ -109,6 +109,7 @@ class StreamRecognizer:
         self.latencies_ms: list[float] = []
         self.last: WindowResult | None = None
         self.segmenter = segmenter
+        self.segmenter_head = None if segmenter is None else load_head(predictor.meta, segmenter)
         self.segmenters: dict[int, TrackSegmenter] = {}
         self._last_pushed: dict[int, int] = {}
 
@@ -171,7 +172,9 @@ class StreamRecognizer:
             if tid not in probs and seg.active:
                 out.extend((tid, d) for d in seg.finish(self._last_pushed[tid]))
         for tid, p in probs.items():
-            seg = self.segmenters.setdefault(tid, TrackSegmenter(self.segmenter, self.predictor.class_names))
+            if tid not in self.segmenters:
+                self.segmenters[tid] = TrackSegmenter(self.segmenter, self.predictor.class_names, self.segmenter_head)
+            seg = self.segmenters[tid]
             self._last_pushed[tid] = self.frame
             out.extend((tid, d) for d in seg.push(self.frame, p))
         return out
