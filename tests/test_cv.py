@@ -8,13 +8,14 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from stgcn.cli import main
 from stgcn.data import protocols as P
 from stgcn.data.prepare import prepare_source
 from stgcn.engine import cv
 from stgcn.engine.runlock import RunLock
-from stgcn.errors import DataError
+from stgcn.errors import ConfigError, DataError
 from test_train import CLASSES, Item, synthetic_sample, tiny_config
 
 GROUPS = ["g1", "g2", "g3"]
@@ -118,6 +119,24 @@ def test_cv_fuses_streams(tmp_path, protocols):
     run = out / "g1" / "seed0"
     assert (run / "joint" / "metrics.json").exists() and (run / "bone" / "metrics.json").exists()
     assert res.runs[0].top1 == pytest.approx(_accuracy(run / "fused_scores.npz"))
+
+
+def test_cv_runs_a_seed_ensemble_per_fold_and_seed(tmp_path, protocols):
+    store = make_store(tmp_path / "store", protocols)
+    out = tmp_path / "cv"
+    base = base_config(store, tmp_path)
+    base.train.ensemble = 2
+    res = cv.run_cv(base, "lgo", out, seeds=[0, 1], folds=["g1"])
+    for seed, r in zip((0, 1), res.runs, strict=True):
+        run = out / "g1" / f"seed{seed}"
+        assert (run / "m0" / "metrics.json").exists() and (run / "m1" / "metrics.json").exists()
+        assert r.top1 == pytest.approx(_accuracy(run / "fused_scores.npz"))
+        member_seeds = [yaml.safe_load((run / m / "config.yaml").read_text())["train"]["seed"] for m in ("m0", "m1")]
+        assert member_seeds == [seed, seed + 1000]
+    assert "a seed ensemble of 2 models per run" in (out / "cv.md").read_text()
+    assert json.loads((out / "cv.json").read_text())["ensemble"] == 2
+    with pytest.raises(ConfigError, match="do not combine"):
+        cv.run_cv(base, "lgo", tmp_path / "cv2", seeds=[0], folds=["g1"], streams=["joint", "bone"])
 
 
 def _no_training(monkeypatch):

@@ -275,6 +275,68 @@ def test_streams_train_and_fuse(store_dir, tmp_path):
     assert meta["stream"] == "bone" and {"name": "stream", "kind": "bone"} in meta["data"]["test_pipeline"]
 
 
+def _softmax(x):
+    e = np.exp(x - x.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_seed_ensemble_trains_members_with_their_seeds_and_averages_their_softmax(store_dir, tmp_path):
+    import yaml
+
+    from stgcn.engine import train_ensemble
+    from stgcn.engine.training import MEMBER_SEED_STEP
+
+    out = tmp_path / "ens"
+    cfg = tiny_config(store_dir, out, epochs=1, seed=3, ensemble=2)
+    summary = train_ensemble(cfg)
+    seeds = [yaml.safe_load((out / m / "config.yaml").read_text())["train"]["seed"] for m in ("m0", "m1")]
+    assert seeds == [3, 3 + MEMBER_SEED_STEP] and list(summary["members"]) == ["m0", "m1"]
+    # the fused scores against the mean of the members' softmax, computed here from their own files
+    z = [np.load(out / m / "val_scores.npz") for m in ("m0", "m1")]
+    probs = (_softmax(z[0]["scores"]) + _softmax(z[1]["scores"])) / 2
+    with np.load(out / "fused_scores.npz") as f:
+        fused_pred = f["scores"].argmax(1)
+    assert np.array_equal(fused_pred, probs.argmax(1))
+    assert summary["fused"]["top1"] == pytest.approx(float((probs.argmax(1) == z[0]["labels"]).mean()))
+    assert json.loads((out / "fused_metrics.json").read_text())["fused"] == summary["fused"]
+    # member 0 is the plain run of that seed: the same final scores as train() with seed 3
+    from stgcn.engine import train
+
+    single = train(tiny_config(store_dir, tmp_path / "single", epochs=1, seed=3))
+    with np.load(single.files["scores"]) as s1:
+        assert np.allclose(s1["scores"], z[0]["scores"], atol=1e-5)
+
+
+def test_cli_train_runs_a_seed_ensemble(store_dir, tmp_path, capsys):
+    from stgcn.cli import main
+    from stgcn.engine.config import dump_yaml
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(dump_yaml(tiny_config(store_dir, tmp_path / "unused", epochs=1)))
+    out = tmp_path / "cli-ens"
+    assert main(["train", "--data", str(store_dir), "--recipe", str(recipe), "--out", str(out),
+                 "--set", "train.ensemble=2"]) == 0
+    printed = capsys.readouterr().out
+    with np.load(out / "fused_scores.npz") as f:
+        top1 = float((f["scores"].argmax(1) == f["labels"]).mean())
+    assert "m0: top-1" in printed and "m1: top-1" in printed
+    assert f"fused: top-1 {100 * top1:.2f}%" in printed
+
+
+def test_seed_ensemble_is_refused_where_it_would_train_one_model(store_dir, tmp_path):
+    from stgcn.engine import train, train_ensemble, train_streams
+
+    with pytest.raises(ConfigError, match="train_ensemble"):
+        train(tiny_config(store_dir, tmp_path / "a", epochs=1, ensemble=2))
+    with pytest.raises(ConfigError, match="do not combine"):
+        train_streams(tiny_config(store_dir, tmp_path / "b", epochs=1, ensemble=2), ["joint", "bone"])
+    with pytest.raises(ConfigError, match="at least 2 members"):
+        train_ensemble(tiny_config(store_dir, tmp_path / "c", epochs=1))
+    with pytest.raises(ConfigError, match="train.ensemble: must be >= 1"):
+        tiny_config(store_dir, tmp_path / "d", epochs=1, ensemble=0)
+    assert not any((tmp_path / d).exists() for d in "abc")
+
+
 def test_set_override_reaches_the_run(store_dir, tmp_path):
     from stgcn.engine import train
 

@@ -118,31 +118,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_verb(sub, "train", help="train a model (checkpoints, metrics, curves, report in --out)", run=run)
 
 
+def _streams(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _weights(text: str | None) -> list[float] | None:
+    from ..errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--stream-weights {text!r}: expected numbers") from None
+
+
+def _print_fused(summary: dict, out: str) -> None:
+    """Each model's and the fused top-1/top-5 of train_streams / train_ensemble."""
+    for name, m in summary.get("streams", summary.get("members", {})).items():
+        print(f"{name:>12}: top-1 {100 * m['top1']:.2f}%  top-5 {100 * m['top5']:.2f}%")
+    if "fused" in summary:
+        f = summary["fused"]
+        print(f"{'fused':>12}: top-1 {100 * f['top1']:.2f}%  top-5 {100 * f['top5']:.2f}%  -> {out}/fused_scores.npz")
+
+
 def run(argv: list[str]) -> int:
     from ..engine import distributed as D
-    from ..engine.training import train, train_streams
-    from ..errors import ConfigError
+    from ..engine.training import train, train_ensemble, train_streams
 
     cfg, ns = parse_run(argv, prog="stgcn train", description=DESCRIPTION, default_recipe="paper",
                         add_options=_train_options)
     info = D.init_distributed(cfg.train.device)
     try:
         if ns.streams:
-            streams = [s.strip() for s in ns.streams.split(",") if s.strip()]
-            weights = None
-            if ns.stream_weights:
-                try:
-                    weights = [float(w) for w in ns.stream_weights.split(",")]
-                except ValueError:
-                    raise ConfigError(f"--stream-weights {ns.stream_weights!r}: expected numbers") from None
-            summary = train_streams(cfg, streams, weights=weights)
+            summary = train_streams(cfg, _streams(ns.streams), weights=_weights(ns.stream_weights))
+        elif cfg.train.ensemble > 1:
+            summary = train_ensemble(cfg)
+        if ns.streams or cfg.train.ensemble > 1:
             if info.is_main:
-                for s, m in summary["streams"].items():
-                    print(f"{s:>12}: top-1 {100 * m['top1']:.2f}%  top-5 {100 * m['top5']:.2f}%")
-                if "fused" in summary:
-                    f = summary["fused"]
-                    print(f"{'fused':>12}: top-1 {100 * f['top1']:.2f}%  top-5 {100 * f['top5']:.2f}%  "
-                          f"-> {cfg.train.out}/fused_scores.npz")
+                _print_fused(summary, cfg.train.out)
             return 0
         res = train(cfg)
         if info.is_main:

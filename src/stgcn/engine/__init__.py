@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from .config import RunConfig, apply_overrides, list_recipes, load_recipe
 from .evaluate import EvalResult, evaluate
-from .training import RunResult, train, train_streams
+from .training import RunResult, train, train_ensemble, train_streams
 
-__all__ = ["RunConfig", "load_recipe", "list_recipes", "apply_overrides", "train", "train_streams", "evaluate",
+__all__ = ["RunConfig", "load_recipe", "list_recipes", "apply_overrides", "train", "train_streams", "train_ensemble",
+           "evaluate",
            "RunResult", "EvalResult"]

@@ -108,6 +108,9 @@ class TrainConfig:
     """Global batch size (split evenly over DDP processes)."""
     seed: int = 0
     """Seed of initialisation, order and augmentation (>= 0)."""
+    ensemble: int = 1
+    """Seed ensemble: train this many models (seeds seed, seed + 1000, ...) into out/m0, out/m1 ...
+    and average their softmax scores (k members cost k runs); 1 = one model."""
     checkpoint_every: int = 0
     """Also save last.pt every N optimiser steps inside an epoch (0 = only at epoch ends)."""
     eval_every: int = 1
@@ -201,6 +204,7 @@ def _checks(c: RunConfig) -> list[tuple[str, bool, str]]:
         ("train.batch_size", c.train.batch_size >= 1, "must be >= 1"),
         ("train.eval_every", c.train.eval_every >= 1, "must be >= 1"),
         ("train.seed", 0 <= c.train.seed < 2**63, "must be in [0, 2**63)"),
+        ("train.ensemble", c.train.ensemble >= 1, "must be >= 1"),
         ("train.checkpoint_every", c.train.checkpoint_every >= 0, "must be >= 0"),
         ("train.precision", c.train.precision in ("fp32", "bf16"), "must be fp32 or bf16"),
         ("train.grad_clip", c.train.grad_clip >= 0, "must be >= 0"),

@@ -99,8 +99,18 @@ def select_folds(protocol: Protocol, names: Sequence[str] | None) -> list[Fold]:
 # --------------------------------------------------------------------------- runs
 
 
+def _members(base: RunConfig, streams: Sequence[str]) -> list[str]:
+    """The sub-runs of one (fold, seed) run whose scores are fused: its streams, or its seed
+    ensemble's members (``train.ensemble``); one name: a single model in the run directory."""
+    from .training import member_names
+
+    if len(streams) > 1 and base.train.ensemble > 1:
+        raise ConfigError("--streams and train.ensemble > 1 do not combine: choose one kind of ensemble")
+    return member_names(base) or list(streams)
+
+
 def _run_files(run_dir: Path, streams: Sequence[str]) -> tuple[Path, Path]:
-    """(marker of a finished run, its test scores)."""
+    """(marker of a finished run, its test scores); ``streams``: the run's fused sub-runs."""
     if len(streams) > 1:
         return run_dir / "fused_metrics.json", run_dir / "fused_scores.npz"
     return run_dir / "metrics.json", run_dir / "val_scores.npz"
@@ -119,9 +129,11 @@ def run_config(base: RunConfig, fold: Fold, seed: int, run_dir: Path, streams: S
 
 
 def _train_one(cfg: RunConfig, streams: Sequence[str], weights, store) -> None:
-    from .training import train, train_streams
+    from .training import train, train_ensemble, train_streams
 
-    if len(streams) > 1:
+    if cfg.train.ensemble > 1:
+        train_ensemble(cfg, store=store)
+    elif len(streams) > 1:
         train_streams(cfg, list(streams), weights=weights, store=store)
     else:
         train(cfg, store=store)
@@ -160,6 +172,7 @@ def run_cv(base: RunConfig, protocol: str, out: str | os.PathLike, *, seeds: Seq
     chosen = select_folds(proto, folds)
     check_protocol(store, proto, chosen)
     streams = list(streams or [base.data.stream])
+    members = _members(base, streams)
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ConfigError("cv needs at least one seed")
@@ -169,7 +182,7 @@ def run_cv(base: RunConfig, protocol: str, out: str | os.PathLike, *, seeds: Seq
     for fold in chosen:
         for seed in seeds:
             run_dir = out / fold.name / f"seed{seed}"
-            if not _run_files(run_dir, streams)[0].exists():
+            if not _run_files(run_dir, members)[0].exists():
                 print(f"[cv] {dataset} {proto.name} fold {fold.name} seed {seed} -> {run_dir}", flush=True)
                 t0 = time.perf_counter()
                 try:
@@ -180,9 +193,9 @@ def run_cv(base: RunConfig, protocol: str, out: str | os.PathLike, *, seeds: Seq
                     atomic_write_text(run_dir / "cv_wall.json",
                                       json.dumps({"wall_s": round(time.perf_counter() - t0, 1)}) + "\n")
     # read at the end: runs another process finished meanwhile count too
-    runs = [_read_run(f.name, seed, out / f.name / f"seed{seed}", streams) for f in chosen for seed in seeds]
+    runs = [_read_run(f.name, seed, out / f.name / f"seed{seed}", members) for f in chosen for seed in seeds]
     result = CVResult(dataset, proto.name, runs, summarize(runs, [f.name for f in chosen], seeds))
-    result.files = write_report(result, proto, base, out, streams, store)
+    result.files = write_report(result, proto, base, out, members, store)
     return result
 
 
@@ -229,15 +242,23 @@ def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}"
 
 
+def _models_text(base: RunConfig, streams: Sequence[str]) -> str:
+    """What one run is: a model, fused streams, or a seed ensemble (``streams`` as :func:`_members`)."""
+    if base.train.ensemble > 1:
+        return (f"stream {base.data.stream}, a seed ensemble of {base.train.ensemble} models per run "
+                "(softmax scores averaged)")
+    return f"stream(s) {', '.join(streams)}{' (fused)' if len(streams) > 1 else ''}"
+
+
 def markdown(result: CVResult, protocol: Protocol, base: RunConfig, streams: Sequence[str]) -> str:
     s = result.summary
     seeds = sorted({r.seed for r in result.runs})
     lines = [f"# Cross-validation: {result.dataset}, protocol `{protocol.name}`", "",
              f"{protocol.description}.", "",
              f"Data `{base.data.path}`; recipe `{base.recipe or 'custom'}` ({base.model.name}, {base.train.epochs} "
-             f"epochs, {base.optimizer.name} lr {base.optimizer.lr}); stream(s) {', '.join(streams)}"
-             f"{' (fused)' if len(streams) > 1 else ''}; seeds {seeds}. Accuracy of the final model of each "
-             "run on its test split (no epoch chosen on it); resolved settings in `config.yaml`.", ""]
+             f"epochs, {base.optimizer.name} lr {base.optimizer.lr}); {_models_text(base, streams)}; seeds {seeds}. "
+             "Accuracy of the final model of each run on its test split (no epoch chosen on it); resolved "
+             "settings in `config.yaml`.", ""]
     if not s["complete"]:
         lines += [f"**Incomplete: {s['done']} of {s['runs']} runs finished** (run the same command again).", ""]
     if s["done"]:
@@ -284,7 +305,8 @@ def write_report(result: CVResult, protocol: Protocol, base: RunConfig, out: Pat
     files = {"report": out / "cv.md", "json": out / "cv.json", "plot": out / "cv.png",
              "confusion": out / "confusion.png", "config": out / "config.yaml"}
     doc = {"dataset": result.dataset, "protocol": protocol.name, "description": protocol.description,
-           "reference": protocol.reference, "streams": list(streams), "summary": result.summary,
+           "reference": protocol.reference, "streams": list(streams), "ensemble": base.train.ensemble,
+           "summary": result.summary,
            "runs": [asdict(r) for r in result.runs]}
     atomic_write_text(files["json"], json.dumps(doc, indent=2) + "\n")
     atomic_write_text(files["report"], markdown(result, protocol, base, streams))

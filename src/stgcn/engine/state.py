@@ -107,9 +107,22 @@ class RunState:
             "best": self.best, "history": self.history, "running": self.running, "config": cfg.to_dict()}, path)
 
 
+def _with_defaults(saved: dict) -> dict:
+    """The saved settings completed with the defaults of fields they lack; as saved when they no
+    longer parse (a field since removed): the comparison below then names what differs."""
+    from .config import from_dict
+
+    try:
+        return from_dict(saved, "the saved run").to_dict()
+    except ConfigError:
+        return saved
+
+
 def check_resume_config(saved: dict, cfg: RunConfig, where: Path) -> None:
-    """Everything that changes the trajectory must match; epochs may grow, paths may move."""
+    """Everything that changes the trajectory must match; epochs may grow, paths may move. A field
+    added to the settings after the run was saved counts as its default (what that run used)."""
     now = cfg.to_dict()
+    saved = _with_defaults(saved)
     for section in ("model", "optimizer", "scheduler"):
         if saved.get(section) != now[section]:
             raise ConfigError(f"{where}: cannot resume: '{section}' settings differ from the saved run "

@@ -43,7 +43,8 @@ from .optim import build_optimizer, build_scheduler, seed_everything
 from .runlock import RunLock, RunLockedError
 from .state import RunState, check_resume_config, fresh_running
 
-__all__ = ["train", "train_streams", "RunResult", "RunLockedError", "TrainingDivergedError", "resolve_splits",
+__all__ = ["train", "train_streams", "train_ensemble", "member_names", "MEMBER_SEED_STEP",
+           "RunResult", "RunLockedError", "TrainingDivergedError", "resolve_splits",
            "load_run_config"]
 
 
@@ -67,6 +68,9 @@ def train(cfg: RunConfig, *, store=None) -> RunResult:
     ``store`` (optional) is an already opened store used instead of ``cfg.data.path``.
     """
     cfg.validate()
+    if cfg.train.ensemble > 1:
+        raise ConfigError(f"train.ensemble is {cfg.train.ensemble}: train() trains one model; "
+                          "train_ensemble(cfg) trains the members and fuses them (stgcn train does)")
     info = D.init_distributed(cfg.train.device)
     out = Path(cfg.train.out)
     if info.is_main:
@@ -512,29 +516,69 @@ def load_run_config(out: str | os.PathLike) -> RunConfig:
     return from_dict(yaml.safe_load(p.read_text()), str(p))
 
 
+#: Member ``i`` of a seed ensemble trains with ``train.seed + MEMBER_SEED_STEP * i``: member 0 is
+#: the plain run of that seed, and the members of runs with seeds 0, 1, 2 ... share no seed.
+MEMBER_SEED_STEP = 1000
+
+
+def member_names(cfg: RunConfig) -> list[str]:
+    """The sub-directories of a seed ensemble's members (``m0``, ``m1`` ...), [] for a single model."""
+    return [f"m{i}" for i in range(cfg.train.ensemble)] if cfg.train.ensemble > 1 else []
+
+
 def train_streams(cfg: RunConfig, streams: list[str], *, weights: list[float] | None = None,
                   store=None) -> dict:
     """Train one model per stream into ``<out>/<stream>/`` and fuse their validation scores into
     ``<out>/fused_scores.npz`` and ``<out>/fused_metrics.json`` (pyskl's multi-stream ensemble)."""
-    from ..fusion import fuse, save_scores
     from .config import STREAMS
 
     bad = [s for s in streams if s not in STREAMS]
     if bad or not streams:
         raise ConfigError(f"--streams: unknown stream(s) {bad}; choose from {', '.join(STREAMS)}")
-    out = Path(cfg.train.out)
-    results = {}
+    if cfg.train.ensemble > 1:
+        raise ConfigError("--streams and train.ensemble > 1 do not combine: choose one kind of ensemble")
+    members = {}
     for s in streams:
         c = copy.deepcopy(cfg)
         c.data.stream = s
-        c.train.out = str(out / s)
-        results[s] = train(c, store=store)
-    summary: dict = {"streams": {s: r.metrics.get("final") for s, r in results.items()}}
+        members[s] = c
+    return _train_members(cfg, members, weights, store, "streams")
+
+
+def train_ensemble(cfg: RunConfig, *, store=None) -> dict:
+    """Train ``cfg.train.ensemble`` models that differ only in their seed (:data:`MEMBER_SEED_STEP`)
+    into ``<out>/m0/``, ``<out>/m1/`` ... and fuse their validation scores (the mean of their
+    softmax, :func:`stgcn.fusion.fuse`) into ``<out>/fused_scores.npz`` and ``fused_metrics.json``.
+    k members cost k training runs; each member is an ordinary run (checkpoints, report) that
+    ``stgcn eval`` / ``stgcn fuse`` take like any other."""
+    members = {}
+    for i, name in enumerate(member_names(cfg)):
+        c = copy.deepcopy(cfg)
+        c.train.ensemble = 1
+        c.train.seed = cfg.train.seed + MEMBER_SEED_STEP * i
+        members[name] = c
+    if not members:
+        raise ConfigError(f"train.ensemble: an ensemble needs at least 2 members, found {cfg.train.ensemble}")
+    return _train_members(cfg, members, None, store, "members")
+
+
+def _train_members(cfg: RunConfig, members: dict[str, RunConfig], weights: list[float] | None, store,
+                   key: str) -> dict:
+    """Train every member config into ``<out>/<name>/``; with more than one, fuse their validation
+    scores. Returns {key: {name: final metrics}, "fused": ..., "weights": ...}."""
+    from ..fusion import fuse, save_scores
+
+    out = Path(cfg.train.out)
+    results = {}
+    for name, c in members.items():
+        c.train.out = str(out / name)
+        results[name] = train(c, store=store)
+    summary: dict = {key: {n: r.metrics.get("final") for n, r in results.items()}}
     info = D.init_distributed(cfg.train.device)
-    if info.is_main and len(streams) > 1:
-        fused = fuse([out / s / "val_scores.npz" for s in streams], weights)
+    if info.is_main and len(members) > 1:
+        fused = fuse([out / n / "val_scores.npz" for n in members], weights)
         save_scores(out / "fused_scores.npz", fused.names, fused.scores, fused.labels, fused.class_names or [])
         summary["fused"] = fused.metrics
-        summary["weights"] = weights or [1.0] * len(streams)
+        summary["weights"] = weights or [1.0] * len(members)
         atomic_write_text(out / "fused_metrics.json", json.dumps(summary, indent=2) + "\n")
     return summary
