@@ -116,6 +116,9 @@ def test_load_official_logits_equal_plain_official_math(kinetics_keys, layout):
     expect = official_forward(sd, x)
     torch.testing.assert_close(ours, expect, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(fused, expect, rtol=1e-10, atol=1e-10)
+    with torch.no_grad():  # float32: the fused model's CPU kernels (oneDNN where it runs), same logits
+        fused32 = optimize_for_inference(load_official(sd, layout=layout))(x.float())
+    torch.testing.assert_close(fused32, expect.float(), rtol=1e-4, atol=1e-4)
 
 
 def test_dataparallel_prefix_and_old_torch_keys(kinetics_keys):

