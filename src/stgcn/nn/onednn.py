@@ -11,8 +11,21 @@ same product up to float rounding.
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 import torch.nn.functional as F
+
+
+@cache
+def _has_linear_pointwise() -> bool:
+    """Whether this torch build registers the op: it is private to inductor and may move between
+    releases (pyproject allows a range of torch versions); without it the plain op runs."""
+    try:
+        torch.ops.mkldnn._linear_pointwise  # noqa: B018
+    except (AttributeError, RuntimeError):
+        return False
+    return True
 
 
 def onednn_runs(x: torch.Tensor) -> bool:
@@ -21,6 +34,8 @@ def onednn_runs(x: torch.Tensor) -> bool:
     itself). bfloat16 is left to the plain ops, which torch already sends to oneDNN (measured: the
     same time as the direct call)."""
     if x.device.type != "cpu" or x.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
+        return False
+    if not _has_linear_pointwise():
         return False
     return not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
 
