@@ -40,6 +40,7 @@ def run(argv: list[str]) -> int:
     info = D.init_distributed(base.train.device)
     try:
         rows = run_ablation(base, out, seeds=range(ns.seeds), settings=settings)
+        D.barrier(info)  # every rank done before the group is torn down (see cli/train.py)
     finally:
         D.cleanup(info)
     if info.is_main:

@@ -157,6 +157,7 @@ def run(argv: list[str]) -> int:
         if ns.streams or cfg.train.ensemble > 1:
             if info.is_main:
                 _print_fused(summary, cfg.train.out)
+            D.barrier(info)
             return 0
         res = train(cfg)
         if info.is_main:
@@ -165,6 +166,12 @@ def run(argv: list[str]) -> int:
                   f"mean class {100 * f['mean_class_acc']:.2f}%")
             print(f"best  (epoch {b['epoch']}): top-1 {100 * b['top1']:.2f}%")
             print(f"report: {res.files.get('report')}   checkpoint: {res.best_checkpoint}")
+        # The other ranks leave train() after the last epoch while rank 0 still evaluates and
+        # writes; a gloo rank aborted once at exit in a test run (SIGABRT, "terminate called
+        # without an active exception"), most likely the group torn down under a working peer, so
+        # every rank waits here first. Only on success: a rank that failed must not wait for one
+        # that cannot come.
+        D.barrier(info)
         return 0
     finally:
         D.cleanup(info)
