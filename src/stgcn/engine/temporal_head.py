@@ -13,7 +13,7 @@ confidences of unseen data.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -26,11 +26,15 @@ from ..segmentation import runs as segment_runs
 IGNORE = -100
 
 
+_ARCH = {f.name: f.default for f in fields(HeadConfig) if f.name in ("channels", "layers", "dropout")}
+"""The head's size as HeadConfig defines it (one place for the defaults)."""
+
+
 @dataclass(frozen=True)
 class HeadTraining:
-    channels: int = 16
-    layers: int = 5
-    dropout: float = 0.5
+    channels: int = _ARCH["channels"]
+    layers: int = _ARCH["layers"]
+    dropout: float = _ARCH["dropout"]
     epochs: int = 300
     """Full-batch steps (all streams at once)."""
     lr: float = 1e-3
