@@ -305,6 +305,15 @@ def test_seed_ensemble_trains_members_with_their_seeds_and_averages_their_softma
     single = train(tiny_config(store_dir, tmp_path / "single", epochs=1, seed=3))
     with np.load(single.files["scores"]) as s1:
         assert np.allclose(s1["scores"], z[0]["scores"], atol=1e-5)
+    # the run directory predicts as one model: the Predictor's probabilities are the fused scores
+    from stgcn.inference.predictor import Predictor
+
+    predictor, store = Predictor.from_checkpoint(out), open_store(store_dir)
+    with np.load(out / "fused_scores.npz") as f:
+        fused = dict(zip(f["names"].tolist(), f["scores"], strict=True))
+    assert len(fused) > 0
+    for name, row in fused.items():  # fuse sums w_i p_i with weights 1: the mean is row / k
+        assert np.allclose(predictor.probabilities(store.get(store.names.index(name))), row / 2, atol=1e-5)
 
 
 def test_cli_train_runs_a_seed_ensemble(store_dir, tmp_path, capsys):

@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top-k actions for a skeleton file, OpenPose folder, store sample or video",
                        description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
     p.add_argument("input", help="skeleton file, OpenPose folder, STORE_DIR#index, or video")
-    p.add_argument("--checkpoint", help="stgcn checkpoint (or an official one with --official); default: the "
-                                        "shipped model (`stgcn models`)")
+    p.add_argument("--checkpoint", help="stgcn checkpoint, a seed-ensemble run directory (train.ensemble=k: "
+                                        "its members' softmax averaged), or an official checkpoint with "
+                                        "--official; default: the shipped model (`stgcn models`)")
     p.add_argument("--official", action="store_true",
                    help="the checkpoint is the official Kinetics-400 ST-GCN (layout openpose, Kinetics labels)")
     p.add_argument("--topk", type=positive_int, default=5, help="labels to show (default 5)")

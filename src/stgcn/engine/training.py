@@ -3,7 +3,9 @@
 Read :func:`_run` top to bottom: read the checkpoint to fine-tune from (``train.init``, see
 :mod:`.finetune`), set up the data, build the model (with those weights) and its optimiser, restore
 the run state when resuming, then one epoch after another (train, validate, save ``last.pt``, log),
-and finish (final evaluation, metrics, plots, report). Runs survive: ``checkpoints/last.pt`` is a
+and finish (final evaluation, metrics, plots, report; ``checkpoints/final.pt`` is the model after
+the last epoch, the one the final figures score, ``best.pt`` the epoch the validation split
+picked). Runs survive: ``checkpoints/last.pt`` is a
 :class:`~.state.RunState` written atomically at every epoch end and every
 ``train.checkpoint_every`` steps, from which ``--resume`` continues bit-identically on CPU.
 
@@ -142,6 +144,8 @@ def _run(cfg: RunConfig, info: D.DistInfo, out: Path, store, workers: int) -> Ru
             last_eval_epoch = cfg.train.epochs
         if not best_path.exists():
             _save_model(best_path, state.model, {**meta, "epoch": last_eval_epoch})
+        # the model the final figures score (best.pt is the epoch the validation split picked)
+        _save_model(ckdir / "final.pt", state.model, {**meta, "epoch": last_eval_epoch})
         files = finish(out, cfg, data, last_scores, last_eval_epoch, state.best, state.history)
     finally:
         log.close()
@@ -457,7 +461,8 @@ def finish(out: Path, cfg: RunConfig, data: RunData, scores: np.ndarray, final_e
     files = {k: out / v for k, v in {"config": "config.yaml", "metrics": "metrics.json", "log": "log.csv",
                                       "curves": "curves.png", "confusion": "confusion.png",
                                       "scores": "val_scores.npz", "report": "report.md",
-                                      "best": "checkpoints/best.pt", "last": "checkpoints/last.pt"}.items()}
+                                      "best": "checkpoints/best.pt", "final": "checkpoints/final.pt",
+                                      "last": "checkpoints/last.pt"}.items()}
     # Written again here, not only at each epoch end: a run stopped after the last epoch's
     # checkpoint but before its log.csv (a full disk, kill -9) resumes straight to this point, and
     # would otherwise keep a log.csv without the last epoch.

@@ -80,12 +80,18 @@ class Predictor:
                         device: str = "cpu", precision: str = "fp32") -> Predictor:
         """Load an stgcn checkpoint, or with ``official=True`` a checkpoint of the official code
         (its meta from :func:`stgcn.compat.official.official_meta`, as ``convert-official`` writes it).
+        A directory is a seed-ensemble run (``train.ensemble=k``): its members' final models predict
+        together, their softmax averaged (:mod:`stgcn.models.ensemble`).
         ``precision``: "fp32" or "bf16" (:func:`stgcn.models.optimize_for_inference`)."""
         if official:
             from ..compat.official import load_official, official_meta
 
             model = load_official(path, layout=layout)
             return cls(model, official_meta(model, path), device, precision)
+        if Path(path).is_dir():
+            from ..models.ensemble import load_seed_ensemble
+
+            return cls(*load_seed_ensemble(path), device, precision)
         from ..checkpoint import load_model
 
         model, meta = load_model(path)
