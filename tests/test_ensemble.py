@@ -77,6 +77,9 @@ def test_predictor_on_a_run_directory_averages_its_members(tmp_path):
     assert np.allclose(ens.probabilities(clip), np.mean(each, 0), atol=1e-5)
     assert ens.meta["ensemble"]["members"] == [str(p) for p in ensemble_members(run)]
     assert [n for n, _ in ens(clip, topk=3)] == [NAMES[i] for i in np.argsort(-np.mean(each, 0))]
+    # the live path (demo, camera, web app) batches prepared windows through extract_features
+    probs, feat = ens.run_prepared([ens.prepare(clip)])
+    assert np.allclose(probs[0], np.mean(each, 0), atol=1e-5) and feat.shape[0] == 1
 
 
 def test_cli_predict_takes_a_run_directory(tmp_path, capsys):
