@@ -26,7 +26,7 @@ from ..segmentation import runs as segment_runs
 IGNORE = -100
 
 
-_ARCH = {f.name: f.default for f in fields(HeadConfig) if f.name in ("channels", "layers", "dropout")}
+_ARCH = {f.name: f.default for f in fields(HeadConfig) if f.name in ("channels", "layers", "dropout", "members")}
 """The head's size as HeadConfig defines it (one place for the defaults)."""
 
 
@@ -35,6 +35,9 @@ class HeadTraining:
     channels: int = _ARCH["channels"]
     layers: int = _ARCH["layers"]
     dropout: float = _ARCH["dropout"]
+    members: int = _ARCH["members"]
+    """Heads trained side by side, each on its own loss from its own initialisation, and averaged
+    (:class:`HeadConfig`); every step they see the same augmented streams."""
     epochs: int = 300
     """Full-batch steps (all streams at once)."""
     lr: float = 1e-3
@@ -47,6 +50,9 @@ class HeadTraining:
     """Augmentation: every step, each stream's probabilities sharpened or flattened (p ** (1 / tau),
     renormalised) with log tau uniform in [-temperature, temperature]; 0: as given."""
     seed: int = 0
+
+    def __post_init__(self) -> None:  # a bad size fails now, not after the window models trained
+        HeadConfig((1.0,), self.channels, self.layers, self.dropout, self.members)
 
 
 def targets(labels: np.ndarray, offset: int) -> np.ndarray:
@@ -84,7 +90,11 @@ def augment(probs: np.ndarray, labels: np.ndarray, s: HeadTraining, rng: np.rand
 
 
 def loss(logits: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Cross-entropy over the labelled steps + ``smoothing`` x truncated MSE (MS-TCN, tau 4)."""
+    """Cross-entropy over the labelled steps + ``smoothing`` x truncated MSE (MS-TCN, tau 4).
+    ``logits`` (N, K, T), or (N, members, K, T): the mean of the members' losses."""
+    if logits.dim() == 4:
+        n, m, k, t = logits.shape
+        logits, y = logits.reshape(n * m, k, t), y[:, None].expand(n, m, t).reshape(n * m, t)
     ce = F.cross_entropy(logits, y, ignore_index=IGNORE)
     if smoothing == 0:
         return ce
@@ -111,7 +121,8 @@ def fit_head(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], offset: 
     (class indices 0..K-1, every frame labelled)."""
     k = int(probs[0].shape[1])
     torch.manual_seed(settings.seed)
-    head = TemporalHead(HeadConfig(typical_lengths(labels, k), settings.channels, settings.layers, settings.dropout))
+    head = TemporalHead(HeadConfig(typical_lengths(labels, k), settings.channels, settings.layers, settings.dropout,
+                                   settings.members))
     x, y = _batch(probs, labels, offset, k)
     rng = np.random.default_rng(settings.seed)
     opt = torch.optim.Adam(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -121,6 +132,6 @@ def fit_head(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], offset: 
             pairs = [augment(p, np.asarray(lab), settings, rng) for p, lab in zip(probs, labels, strict=True)]
             x, y = _batch([p for p, _ in pairs], [lab for _, lab in pairs], offset, k)
         opt.zero_grad()
-        loss(head(x), y, settings.smoothing).backward()
+        loss(head.member_logits(x), y, settings.smoothing).backward()
         opt.step()
     return head.eval()
