@@ -82,6 +82,15 @@ def test_an_ensemble_head_is_the_geometric_mean_of_its_members():
     y = torch.from_numpy(np.r_[[IGNORE] * 3, np.arange(47) % 3][None])
     expected = np.mean([loss(members[:, g], y, 0.15).item() for g in range(3)])   # equal step counts
     assert loss(members, y, 0.15).item() == pytest.approx(expected, rel=1e-6)
+    own = torch.from_numpy(np.stack([_probs(50, seed=s).T for s in (1, 2, 3)])[None].astype(np.float32))
+    apart = head.member_logits(own)                    # one stream per member: each reads its own
+    for g in range(3):
+        np.testing.assert_allclose(apart[:, g].detach().numpy(), _member(head, g)(own[:, g]).detach().numpy(),
+                                   atol=1e-5)
+    other = torch.where(y == IGNORE, y, (y + 1) % 3)             # same steps labelled, other labels
+    ys = torch.stack([y, other, y], dim=1)                       # (N, members, T): a target per member
+    expected = np.mean([loss(apart[:, g], ys[:, g], 0.15).item() for g in range(3)])
+    assert loss(apart, ys, 0.15).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_members_train_apart_and_the_ensemble_scores_like_them():
@@ -124,6 +133,9 @@ def test_meta_round_trip_and_bad_meta():
     head, p = _head(), _probs()
     again = TemporalHead.from_meta(head.to_meta())
     np.testing.assert_array_equal(again.probabilities(p), head.probabilities(p))
+    older = head.to_meta()                  # saved before heads had members: one
+    del older["config"]["members"]
+    np.testing.assert_array_equal(TemporalHead.from_meta(older).probabilities(p), head.probabilities(p))
     doc = head.to_meta()
     doc["state_dict"].pop("out.bias")
     with pytest.raises(CheckpointError, match="not a temporal head"):

@@ -26,7 +26,7 @@ from ..segmentation import runs as segment_runs
 IGNORE = -100
 
 
-_ARCH = {f.name: f.default for f in fields(HeadConfig) if f.name in ("channels", "layers", "dropout", "members")}
+_ARCH = {f.name: f.default for f in fields(HeadConfig) if f.name in ("channels", "layers", "dropout")}
 """The head's size as HeadConfig defines it (one place for the defaults)."""
 
 
@@ -35,9 +35,10 @@ class HeadTraining:
     channels: int = _ARCH["channels"]
     layers: int = _ARCH["layers"]
     dropout: float = _ARCH["dropout"]
-    members: int = _ARCH["members"]
+    members: int = 5
     """Heads trained side by side, each on its own loss from its own initialisation, and averaged
-    (:class:`HeadConfig`); every step they see the same augmented streams."""
+    (:class:`HeadConfig`; a head stored without it has one); every step each member sees its own
+    augmented copy of the streams. 5: chosen out-of-fold (docs/segmentation.md)."""
     epochs: int = 300
     """Full-batch steps (all streams at once)."""
     lr: float = 1e-3
@@ -91,10 +92,12 @@ def augment(probs: np.ndarray, labels: np.ndarray, s: HeadTraining, rng: np.rand
 
 def loss(logits: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
     """Cross-entropy over the labelled steps + ``smoothing`` x truncated MSE (MS-TCN, tau 4).
-    ``logits`` (N, K, T), or (N, members, K, T): the mean of the members' losses."""
+    ``logits`` (N, K, T) with ``y`` (N, T), or (N, members, K, T) with ``y`` (N, T) or (N, members, T):
+    over the members' steps together."""
     if logits.dim() == 4:
         n, m, k, t = logits.shape
-        logits, y = logits.reshape(n * m, k, t), y[:, None].expand(n, m, t).reshape(n * m, t)
+        y = y[:, None].expand(n, m, t) if y.dim() == 2 else y
+        logits, y = logits.reshape(n * m, k, t), y.reshape(n * m, t)
     ce = F.cross_entropy(logits, y, ignore_index=IGNORE)
     if smoothing == 0:
         return ce
@@ -123,14 +126,17 @@ def fit_head(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], offset: 
     torch.manual_seed(settings.seed)
     head = TemporalHead(HeadConfig(typical_lengths(labels, k), settings.channels, settings.layers, settings.dropout,
                                    settings.members))
-    x, y = _batch(probs, labels, offset, k)
+    x, y = _batch(probs, labels, offset, k)  # as given, for every member
     rng = np.random.default_rng(settings.seed)
+    n, m = len(probs), settings.members
     opt = torch.optim.Adam(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     head.train()
     for _ in range(settings.epochs):
-        if settings.speed > 0 or settings.temperature > 0:
-            pairs = [augment(p, np.asarray(lab), settings, rng) for p, lab in zip(probs, labels, strict=True)]
+        if settings.speed > 0 or settings.temperature > 0:  # stream i's copy for member g at i * m + g
+            pairs = [augment(p, np.asarray(lab), settings, rng) for p, lab in zip(probs, labels, strict=True)
+                     for _ in range(m)]
             x, y = _batch([p for p, _ in pairs], [lab for _, lab in pairs], offset, k)
+            x, y = x.view(n, m, k, -1), y.view(n, m, -1)
         opt.zero_grad()
         loss(head.member_logits(x), y, settings.smoothing).backward()
         opt.step()

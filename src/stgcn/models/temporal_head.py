@@ -107,13 +107,20 @@ class TemporalHead(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def member_logits(self, probs: torch.Tensor) -> torch.Tensor:
-        """(N, members, num_classes, T): each member's logits (what each is trained on)."""
-        seen = (probs.cumsum(dim=2) / self.evidence.to(probs.dtype)).clamp(max=1.0)
-        h = self.inp(torch.cat([probs, seen], dim=1))
+        """(N, members, num_classes, T): each member's logits (what each is trained on), from
+        (N, num_classes, T) probabilities for all members or (N, members, num_classes, T), one
+        stream per member (each trains on its own augmented copy)."""
+        m = self.config.members
+        if probs.dim() == 3:
+            probs = probs[:, None].expand(-1, m, -1, -1)
+        n, _, k, t = probs.shape
+        seen = (probs.cumsum(dim=3) / self.evidence.to(probs.dtype)).clamp(max=1.0)
+        # the input convolution grouped by member: member g's rows read member g's stream
+        h = F.conv1d(torch.cat([probs, seen], dim=2).reshape(n, m * 2 * k, t), self.inp.weight, self.inp.bias,
+                     groups=m)
         for layer in self.layers:
             h = layer(h)
-        n, k, t = probs.shape
-        return torch.log(probs.clamp(min=FLOOR))[:, None] + self.out(h).view(n, self.config.members, k, t)
+        return torch.log(probs.clamp(min=FLOOR)) + self.out(h).view(n, m, k, t)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         return self.member_logits(probs).mean(dim=1)
