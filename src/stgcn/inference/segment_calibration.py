@@ -5,8 +5,9 @@
 exactly as the live path does and reports the segmentation metrics and the delays;
 :func:`calibrate` picks the settings (window, look-ahead, smoothing, no-action threshold,
 hysteresis, minimum length) that score best on the given streams under a mean-delay budget, by
-coordinate ascent over a grid. Calibrate on training streams only (out-of-fold probabilities, so
-that the confidences are those of unseen data), never on the streams you report.
+coordinate ascent over a grid, run to convergence from one or several starts. Calibrate on
+training streams only (out-of-fold probabilities, so that the confidences are those of unseen
+data), never on the streams you report.
 """
 
 from __future__ import annotations
