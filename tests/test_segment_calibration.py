@@ -72,6 +72,33 @@ def test_calibrate_finds_the_lookahead_and_respects_the_delay_budget():
     assert m["delay_s"] <= 0.25 and tight.lookahead + tight.hysteresis <= 3
 
 
+def test_calibrate_ends_in_a_local_optimum_and_keeps_the_best_start():
+    """Run to convergence, no single setting changed alone scores better within the budget (checked
+    by evaluating every neighbour afresh); from several starts, the better of the separate runs."""
+    streams = [_stream([Segment("A", 5, 14), Segment("B", 30, 44)], name="a"),
+               _stream([Segment("B", 2, 20), Segment("A", 40, 55)], name="b")]
+    probs = [_probs(s, shift=2, noise=1.2, seed=10 + i) for i, s in enumerate(streams)]
+    grid = {"lookahead": (0, 1, 2, 3), "smoothing": (1, 3, 5), "threshold": (0.0, 0.3, 0.5),
+            "hysteresis": (1, 2, 4), "min_length": (1, 3, 8)}
+    kw = {"grid": grid, "fps": 10.0, "max_delay_s": 0.6}
+    starts = [PERFECT.replace(fps=None, lookahead=0, hysteresis=4, min_length=8),
+              PERFECT.replace(fps=None, smoothing=5, threshold=0.5)]
+    ends = [calibrate(streams, lambda w: probs, NAMES, start=c, **kw) for c in starts]
+    for cfg, best, _ in ends:
+        assert best["delay_s"] <= 0.6
+        for key, values in grid.items():
+            for v in values:
+                m, _ = evaluate(cfg.replace(**{key: v}), streams, probs, NAMES, fps=10.0)
+                assert m["delay_s"] > 0.6 or objective(m) <= objective(best) + 1e-9
+    assert objective(ends[1][1]) > objective(ends[0][1])        # the starts end apart, the second higher
+    _, one_round, _ = calibrate(streams, lambda w: probs, NAMES, start=starts[1], rounds=1, **kw)
+    assert objective(one_round) < objective(ends[1][1])         # ... after more than one round
+    cfg, best, trials = calibrate(streams, lambda w: probs, NAMES, start=starts, **kw)
+    assert objective(best) == max(objective(b) for _, b, _ in ends)
+    assert cfg in [c for c, b, _ in ends if objective(b) == objective(best)]
+    assert len(trials) == len({tuple(sorted(t.items())) for t in trials})   # each config scored once
+
+
 def test_error_kinds_split_the_wrong_frames():
     from stgcn.inference.segment_calibration import error_kinds
 

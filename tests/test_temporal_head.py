@@ -6,17 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from stgcn.engine.temporal_head import IGNORE, HeadTraining, augment, fit_head, targets, typical_lengths
+from stgcn.engine.temporal_head import IGNORE, HeadTraining, augment, fit_head, loss, targets, typical_lengths
 from stgcn.errors import CheckpointError, ConfigError, ShapeError
 from stgcn.models.temporal_head import HeadConfig, HeadStream, TemporalHead
 
 
-def _head(k=3, layers=4, seed=0) -> TemporalHead:
+def _head(k=3, layers=4, seed=0, members=1) -> TemporalHead:
     """A head with random weights (a fresh one's output layer is zero: the identity)."""
     torch.manual_seed(seed)
-    head = TemporalHead(HeadConfig(tuple(4.0 + i for i in range(k)), channels=8, layers=layers)).eval()
+    head = TemporalHead(HeadConfig(tuple(4.0 + i for i in range(k)), channels=8, layers=layers,
+                                   members=members)).eval()
     with torch.no_grad():
         head.out.weight.normal_(std=0.5)
+        head.out.bias.normal_(std=0.5)
     return head
 
 
@@ -33,10 +35,12 @@ def test_outputs_up_to_t_do_not_change_when_later_frames_do():
     assert np.abs(a[31:] - b[31:]).max() > 1e-3    # ... and the later outputs do depend on them
 
 
-def test_step_by_step_stream_equals_the_whole_sequence():
-    """HeadStream (numpy, one cached input per tap) is an independent formulation of the torch
-    forward (padded dilated convolutions); after reset it starts the same way again."""
-    head, p = _head(layers=5), _probs(80)
+@pytest.mark.parametrize("members", [1, 3])
+def test_step_by_step_stream_equals_the_whole_sequence(members):
+    """HeadStream (numpy, one cached input per tap, dense block-diagonal weights) is an independent
+    formulation of the torch forward (padded dilated grouped convolutions); after reset it starts
+    the same way again."""
+    head, p = _head(layers=5, members=members), _probs(80)
     stream = HeadStream(head)
     first = np.stack([stream.step(x) for x in p])
     np.testing.assert_allclose(first, head.probabilities(p), atol=1e-12)
@@ -54,6 +58,58 @@ def test_a_fresh_head_passes_the_windows_through_and_the_skip_is_the_log():
         head.out.bias.copy_(torch.tensor([1.0, 0.0, -1.0]))
     z = p * np.exp([1.0, 0.0, -1.0])
     np.testing.assert_allclose(head.probabilities(p), z / z.sum(axis=1, keepdims=True), atol=1e-12)
+
+
+def _member(head: TemporalHead, g: int) -> TemporalHead:
+    """Member ``g`` of an ensemble head as a head of its own (its slices of every weight)."""
+    c, k = head.config.channels, head.config.num_classes
+    one = TemporalHead(HeadConfig(head.config.evidence, c, head.config.layers, members=1)).eval()
+    mine = {k_: v[g * c:(g + 1) * c] for k_, v in head.state_dict().items() if not k_.startswith("out.")}
+    mine |= {k_: v[g * k:(g + 1) * k] for k_, v in head.state_dict().items() if k_.startswith("out.")}
+    one.load_state_dict(mine)
+    return one
+
+
+def test_an_ensemble_head_is_the_geometric_mean_of_its_members():
+    head, p = _head(members=3), _probs(50)
+    logp = np.mean([np.log(_member(head, g).probabilities(p)) for g in range(3)], axis=0)
+    z = np.exp(logp)
+    np.testing.assert_allclose(head.probabilities(p), z / z.sum(axis=1, keepdims=True), atol=1e-12)
+    assert np.abs(_member(head, 0).probabilities(p) - _member(head, 1).probabilities(p)).max() > 1e-2
+    x = torch.from_numpy(p.T[None].astype(np.float32))
+    members = head.member_logits(x)
+    np.testing.assert_allclose(members[:, 1].detach().numpy(), _member(head, 1)(x).detach().numpy(), atol=1e-5)
+    y = torch.from_numpy(np.r_[[IGNORE] * 3, np.arange(47) % 3][None])
+    expected = np.mean([loss(members[:, g], y, 0.15).item() for g in range(3)])   # equal step counts
+    assert loss(members, y, 0.15).item() == pytest.approx(expected, rel=1e-6)
+    own = torch.from_numpy(np.stack([_probs(50, seed=s).T for s in (1, 2, 3)])[None].astype(np.float32))
+    apart = head.member_logits(own)                    # one stream per member: each reads its own
+    for g in range(3):
+        np.testing.assert_allclose(apart[:, g].detach().numpy(), _member(head, g)(own[:, g]).detach().numpy(),
+                                   atol=1e-5)
+    other = torch.where(y == IGNORE, y, (y + 1) % 3)             # same steps labelled, other labels
+    ys = torch.stack([y, other, y], dim=1)                       # (N, members, T): a target per member
+    expected = np.mean([loss(apart[:, g], ys[:, g], 0.15).item() for g in range(3)])
+    assert loss(apart, ys, 0.15).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_members_train_apart_and_the_ensemble_scores_like_them():
+    """Each member's gradient reaches its own weights only; a trained 3-member head is at least
+    about as good as its members on unseen streams."""
+    head = _head(members=2)
+    head.member_logits(torch.from_numpy(_probs(30).T[None].astype(np.float32)))[:, 0].sum().backward()
+    grad = head.layers[2].conv.weight.grad
+    assert grad[:8].abs().sum() > 0 and grad[8:].abs().sum() == 0
+    rng = np.random.default_rng(0)
+    train = [_context_stream(rng) for _ in range(12)]
+    test = [_context_stream(rng) for _ in range(6)]
+    trained = fit_head([p for p, _ in train], [y for _, y in train], 0,
+                       HeadTraining(channels=8, layers=5, epochs=150, lr=1e-2, members=3))
+    assert trained.config.members == 3
+
+    def acc(h):
+        return np.mean([(h.probabilities(p).argmax(1) == y).mean() for p, y in test])
+    assert acc(trained) >= min(acc(_member(trained, g)) for g in range(3)) - 1e-9
 
 
 def test_seen_so_far_is_the_capped_running_sum_over_the_class_length():
@@ -77,6 +133,9 @@ def test_meta_round_trip_and_bad_meta():
     head, p = _head(), _probs()
     again = TemporalHead.from_meta(head.to_meta())
     np.testing.assert_array_equal(again.probabilities(p), head.probabilities(p))
+    older = head.to_meta()                  # saved before heads had members: one
+    del older["config"]["members"]
+    np.testing.assert_array_equal(TemporalHead.from_meta(older).probabilities(p), head.probabilities(p))
     doc = head.to_meta()
     doc["state_dict"].pop("out.bias")
     with pytest.raises(CheckpointError, match="not a temporal head"):
@@ -85,6 +144,8 @@ def test_meta_round_trip_and_bad_meta():
         TemporalHead.from_meta({**head.to_meta(), "config": {**head.to_meta()["config"], "size": 3}})
     with pytest.raises(ConfigError, match="channels must be >= 1"):
         HeadConfig((3.0,), channels=0)
+    with pytest.raises(ConfigError, match="members must be >= 1"):
+        HeadTraining(members=0)
     with pytest.raises(ConfigError, match="evidence lengths must be > 0"):
         HeadConfig((3.0, 0.0))
     with pytest.raises(ShapeError, match=r"expected \(T, 3\)"):

@@ -69,6 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="no temporal head (by default a causal temporal head over the window probabilities is "
                         "trained on the training recordings' frame labels and kept when it scores better "
                         "out-of-fold)")
+    g.add_argument("--head-members", type=int,
+                   help="temporal heads trained side by side and averaged (an ensemble in one head; default "
+                        "HeadTraining's)")
     g.add_argument("--max-delay", type=float, default=1.0, help="mean decision delay allowed in calibration (s)")
     p.set_defaults(func=run)
 
@@ -233,7 +236,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     from ..engine.temporal_head import HeadTraining
 
     s = BenchmarkSettings(out=Path(args.out), data=args.data, recipe=args.recipe, overrides=list(args.train_overrides),
-                          head=HeadTraining() if args.head else None,
+                          head=(HeadTraining(**({} if args.head_members is None else {"members": args.head_members}))
+                                if args.head else None),
                           epochs=args.epochs, methods=methods, max_delay_s=args.max_delay, threads=max(1, args.threads),
                           window=args.window, window_stride=args.window_stride, causal=args.causal,
                           lookahead=args.lookahead if args.lookahead is not None else (0 if args.causal else 3))

@@ -242,8 +242,8 @@ def run_method(method: str, s: BenchmarkSettings) -> list[dict]:
         start = SegmenterConfig(window=16, lookahead=4, smoothing=3, threshold=0.0 if method == "class" else 0.5,
                                 hysteresis=2, min_length=3, class_lengths=class_lengths(train, names),
                                 background=BACKGROUND_CLASS if method == "class" else None)
-    config, calib, trials = calibrate(train, oof, names, start=start, max_delay_s=s.max_delay_s, grid=grid,
-                                      log=lambda m: s.log(f"{method}: {m}"))
+    config, calib, trials = calibrate(train, oof, names, start=(start, plain(start)), max_delay_s=s.max_delay_s,
+                                      grid=grid, log=lambda m: s.log(f"{method}: {m}"))
     test = utkinect_streams(s.data, subjects=TEST_SUBJECTS)
     test_probs = window_probabilities(_predictor(full, s.threads), test, config.window)
     common = {"checkpoint": full, "streams": test, "names": names}
@@ -260,6 +260,13 @@ def _variant(name: str, config, calib: dict, trials: list, test, test_probs, hea
     metrics, per_stream = evaluate(config.replace(head=False), test, test_probs, common["names"])
     return {"method": name, "config": config, "calibration": calib, "calibration_objective": objective(calib),
             "trials": trials, "test": metrics, "per_stream": per_stream, "head": head, **common}
+
+
+def plain(config):
+    """Settings that label every frame by its own top class (one of the calibration's starts: its
+    coordinate ascent ends in a local optimum, which depends on where it starts)."""
+    return config.replace(smoothing=1, threshold=0.0, hysteresis=1, min_length=1, background_weight=1.0,
+                          min_fraction=0.0)
 
 
 def frame_targets(stream, names: Sequence[str]) -> np.ndarray:
@@ -284,11 +291,11 @@ def _head_variant(method: str, config, train, oof_probs: list[np.ndarray], test,
         head = fit_head([oof_probs[i] for i in rest], [labels[i] for i in rest], config.lookahead, s.head)
         for i in mine:
             refined[i] = head.probabilities(oof_probs[i])
-    s.log(f"{method}+head: 5 out-of-fold heads trained ({time.perf_counter() - t0:.0f} s)")
+    s.log(f"{method}+head: 5 out-of-fold heads of {s.head.members} member(s) trained "
+          f"({time.perf_counter() - t0:.0f} s)")
     grid = {**GRID, "window": (config.window,), "lookahead": (config.lookahead,)}
-    start = config.replace(smoothing=1, threshold=0.0, hysteresis=1, min_length=1, background_weight=1.0,
-                           min_fraction=0.0)
-    cfg, calib, trials = calibrate(train, lambda _: refined, common["names"], start=start,
+    # from the plain settings and from those calibrated for the windows alone
+    cfg, calib, trials = calibrate(train, lambda _: refined, common["names"], start=(plain(config), config),
                                    max_delay_s=s.max_delay_s, grid=grid, log=lambda m: s.log(f"{method}+head: {m}"))
     head = fit_head(oof_probs, labels, config.lookahead, s.head)
     return _variant(f"{method}+head", cfg.replace(head=True), calib, trials, test,

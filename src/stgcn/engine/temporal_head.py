@@ -35,6 +35,10 @@ class HeadTraining:
     channels: int = _ARCH["channels"]
     layers: int = _ARCH["layers"]
     dropout: float = _ARCH["dropout"]
+    members: int = 5
+    """Heads trained side by side, each on its own loss from its own initialisation, and averaged
+    (:class:`HeadConfig`; a head stored without it has one); every step each member sees its own
+    augmented copy of the streams. 5: chosen out-of-fold (docs/segmentation.md)."""
     epochs: int = 300
     """Full-batch steps (all streams at once)."""
     lr: float = 1e-3
@@ -47,6 +51,9 @@ class HeadTraining:
     """Augmentation: every step, each stream's probabilities sharpened or flattened (p ** (1 / tau),
     renormalised) with log tau uniform in [-temperature, temperature]; 0: as given."""
     seed: int = 0
+
+    def __post_init__(self) -> None:  # a bad size fails now, not after the window models trained
+        HeadConfig((1.0,), self.channels, self.layers, self.dropout, self.members)
 
 
 def targets(labels: np.ndarray, offset: int) -> np.ndarray:
@@ -84,7 +91,13 @@ def augment(probs: np.ndarray, labels: np.ndarray, s: HeadTraining, rng: np.rand
 
 
 def loss(logits: torch.Tensor, y: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Cross-entropy over the labelled steps + ``smoothing`` x truncated MSE (MS-TCN, tau 4)."""
+    """Cross-entropy over the labelled steps + ``smoothing`` x truncated MSE (MS-TCN, tau 4).
+    ``logits`` (N, K, T) with ``y`` (N, T), or (N, members, K, T) with ``y`` (N, T) or (N, members, T):
+    over the members' steps together."""
+    if logits.dim() == 4:
+        n, m, k, t = logits.shape
+        y = y[:, None].expand(n, m, t) if y.dim() == 2 else y
+        logits, y = logits.reshape(n * m, k, t), y.reshape(n * m, t)
     ce = F.cross_entropy(logits, y, ignore_index=IGNORE)
     if smoothing == 0:
         return ce
@@ -111,16 +124,20 @@ def fit_head(probs: Sequence[np.ndarray], labels: Sequence[np.ndarray], offset: 
     (class indices 0..K-1, every frame labelled)."""
     k = int(probs[0].shape[1])
     torch.manual_seed(settings.seed)
-    head = TemporalHead(HeadConfig(typical_lengths(labels, k), settings.channels, settings.layers, settings.dropout))
-    x, y = _batch(probs, labels, offset, k)
+    head = TemporalHead(HeadConfig(typical_lengths(labels, k), settings.channels, settings.layers, settings.dropout,
+                                   settings.members))
+    x, y = _batch(probs, labels, offset, k)  # as given, for every member
     rng = np.random.default_rng(settings.seed)
+    n, m = len(probs), settings.members
     opt = torch.optim.Adam(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     head.train()
     for _ in range(settings.epochs):
-        if settings.speed > 0 or settings.temperature > 0:
-            pairs = [augment(p, np.asarray(lab), settings, rng) for p, lab in zip(probs, labels, strict=True)]
+        if settings.speed > 0 or settings.temperature > 0:  # stream i's copy for member g at i * m + g
+            pairs = [augment(p, np.asarray(lab), settings, rng) for p, lab in zip(probs, labels, strict=True)
+                     for _ in range(m)]
             x, y = _batch([p for p, _ in pairs], [lab for _, lab in pairs], offset, k)
+            x, y = x.view(n, m, k, -1), y.view(n, m, -1)
         opt.zero_grad()
-        loss(head(x), y, settings.smoothing).backward()
+        loss(head.member_logits(x), y, settings.smoothing).backward()
         opt.step()
     return head.eval()

@@ -17,6 +17,11 @@ no delay of its own.
 Its receptive field is ``1 + 2 * (2**layers - 1)`` steps (63 by default, 9 s of UTKinect); "seen
 so far" reaches back to the stream's start.
 
+With ``members`` > 1 the head is an ensemble: that many stacks side by side (grouped convolutions,
+``channels`` each, nothing shared but the input), each trained on its own loss from its own
+initialisation, and the correction added to the log window probabilities is the mean of theirs
+(the geometric mean of the members' probabilities).
+
 :class:`HeadStream` runs a trained head one step at a time (a running sum, one cached input per
 layer and tap,
 a few small matrix products per step) and gives exactly the outputs of :meth:`TemporalHead.forward`
@@ -46,14 +51,17 @@ class HeadConfig:
     """Per class (the window model's, "no action" included): the steps of probability that make
     its "seen so far" input 1 (its median segment length in the training streams)."""
     channels: int = 16
+    """Per member."""
     layers: int = 5
     dropout: float = 0.5
+    members: int = 1
+    """Stacks trained side by side whose corrections are averaged (an ensemble in one head)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "evidence", tuple(float(n) for n in self.evidence))  # a JSON list
         if not self.evidence or min(self.evidence) <= 0:
             raise ConfigError(f"temporal head: evidence lengths must be > 0, found {list(self.evidence)}")
-        for key in ("channels", "layers"):
+        for key in ("channels", "layers", "members"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"temporal head: {key} must be >= 1, found {getattr(self, key)}")
 
@@ -67,11 +75,11 @@ class HeadConfig:
 
 
 class _CausalResidual(nn.Module):
-    def __init__(self, channels: int, dilation: int, dropout: float) -> None:
+    def __init__(self, channels: int, dilation: int, dropout: float, groups: int) -> None:
         super().__init__()
         self.dilation = dilation
-        self.conv = nn.Conv1d(channels, channels, 3, dilation=dilation)
-        self.mix = nn.Conv1d(channels, channels, 1)
+        self.conv = nn.Conv1d(channels, channels, 3, dilation=dilation, groups=groups)
+        self.mix = nn.Conv1d(channels, channels, 1, groups=groups)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,25 +88,42 @@ class _CausalResidual(nn.Module):
 
 
 class TemporalHead(nn.Module):
-    """(N, num_classes, T) window probabilities -> (N, num_classes, T) logits, causal in T."""
+    """(N, num_classes, T) window probabilities -> (N, num_classes, T) logits, causal in T.
+
+    Each member's stack (``config.members``) is one group of every convolution after the input
+    one: member ``g`` owns channels ``g * channels .. (g + 1) * channels - 1`` and output rows
+    ``g * num_classes ..`` of ``out``."""
 
     def __init__(self, config: HeadConfig) -> None:
         super().__init__()
         self.config = config
         c = config
         self.register_buffer("evidence", torch.tensor(c.evidence, dtype=torch.float32)[:, None], persistent=False)
-        self.inp = nn.Conv1d(2 * c.num_classes, c.channels, 1)
-        self.layers = nn.ModuleList(_CausalResidual(c.channels, 2 ** i, c.dropout) for i in range(c.layers))
-        self.out = nn.Conv1d(c.channels, c.num_classes, 1)
+        width = c.channels * c.members
+        self.inp = nn.Conv1d(2 * c.num_classes, width, 1)
+        self.layers = nn.ModuleList(_CausalResidual(width, 2 ** i, c.dropout, c.members) for i in range(c.layers))
+        self.out = nn.Conv1d(width, c.num_classes * c.members, 1, groups=c.members)
         nn.init.zeros_(self.out.weight)  # start as the identity: the window probabilities as they are
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, probs: torch.Tensor) -> torch.Tensor:
-        seen = (probs.cumsum(dim=2) / self.evidence.to(probs.dtype)).clamp(max=1.0)
-        h = self.inp(torch.cat([probs, seen], dim=1))
+    def member_logits(self, probs: torch.Tensor) -> torch.Tensor:
+        """(N, members, num_classes, T): each member's logits (what each is trained on), from
+        (N, num_classes, T) probabilities for all members or (N, members, num_classes, T), one
+        stream per member (each trains on its own augmented copy)."""
+        m = self.config.members
+        if probs.dim() == 3:
+            probs = probs[:, None].expand(-1, m, -1, -1)
+        n, _, k, t = probs.shape
+        seen = (probs.cumsum(dim=3) / self.evidence.to(probs.dtype)).clamp(max=1.0)
+        # the input convolution grouped by member: member g's rows read member g's stream
+        h = F.conv1d(torch.cat([probs, seen], dim=2).reshape(n, m * 2 * k, t), self.inp.weight, self.inp.bias,
+                     groups=m)
         for layer in self.layers:
             h = layer(h)
-        return torch.log(probs.clamp(min=FLOOR)) + self.out(h)
+        return torch.log(probs.clamp(min=FLOOR)) + self.out(h).view(n, m, k, t)
+
+    def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        return self.member_logits(probs).mean(dim=1)
 
     @torch.no_grad()
     def probabilities(self, probs: np.ndarray) -> np.ndarray:
@@ -138,11 +163,14 @@ class HeadStream:
 
     def __init__(self, head: TemporalHead) -> None:
         sd = {k: v.detach().double().numpy() for k, v in head.state_dict().items()}
+        m, k = head.config.members, head.config.num_classes
         self._inp = (sd["inp.weight"][:, :, 0], sd["inp.bias"])
-        self._layers = [(sd[f"layers.{i}.conv.weight"], sd[f"layers.{i}.conv.bias"],
-                         sd[f"layers.{i}.mix.weight"][:, :, 0], sd[f"layers.{i}.mix.bias"], layer.dilation)
+        self._layers = [(_dense(sd[f"layers.{i}.conv.weight"], m), sd[f"layers.{i}.conv.bias"],
+                         _dense(sd[f"layers.{i}.mix.weight"], m)[:, :, 0], sd[f"layers.{i}.mix.bias"], layer.dilation)
                         for i, layer in enumerate(head.layers)]
-        self._out = (sd["out.weight"][:, :, 0], sd["out.bias"])
+        # the members' mean correction: their output rows side by side, each weighted 1 / members
+        out_w = _dense(sd["out.weight"], m)[:, :, 0].reshape(m, k, -1).sum(axis=0) / m
+        self._out = (out_w, sd["out.bias"].reshape(m, k).mean(axis=0))
         self._evidence = np.asarray(head.config.evidence, dtype=np.float64)
         self.num_classes = head.config.num_classes
         self.reset()
@@ -169,3 +197,14 @@ class HeadStream:
         z = np.log(np.maximum(probs, FLOOR)) + self._out[0] @ h + self._out[1]
         z = np.exp(z - z.max())
         return z / z.sum()
+
+
+def _dense(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped convolution's weight (out, in / groups, taps) as the dense (out, in, taps) one:
+    block-diagonal, group g's outputs reading group g's inputs only."""
+    out, per, taps = weight.shape
+    rows = out // groups
+    dense = np.zeros((out, per * groups, taps))
+    for g in range(groups):
+        dense[g * rows:(g + 1) * rows, g * per:(g + 1) * per] = weight[g * rows:(g + 1) * rows]
+    return dense
