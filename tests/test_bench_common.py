@@ -10,19 +10,19 @@ from stgcn.bench import common
 
 
 def test_fp32_peak_includes_the_convolution_probe(monkeypatch):
-    """On the CPU the peak is the best of the matmul and a channels-last (9×1) convolution (oneDNN):
-    the matmul alone (MKL's sgemm on AMD) understated it 3×."""
+    """On the CPU the peak is the best of the matmul and a channels-last (9×1) convolution (oneDNN),
+    probed on one thread: the matmul alone (MKL's sgemm on AMD) understated it 3×."""
     seen = []
     real_conv = F.conv2d
 
     def conv2d(x, w, *args):
-        seen.append((x.is_contiguous(memory_format=torch.channels_last), tuple(w.shape)))
+        seen.append((x.is_contiguous(memory_format=torch.channels_last), tuple(w.shape), torch.get_num_threads()))
         return real_conv(x, w, *args)
 
     monkeypatch.setattr(F, "conv2d", conv2d)
     peak = common.fp32_peak_gflops(128, repeats=2)
     assert math.isfinite(peak) and peak > 0
-    assert seen and all(s == (True, (64, 64, 9, 1)) for s in seen)
+    assert seen and all(s == (True, (64, 64, 9, 1), 1) for s in seen)
 
 
 N = 128
@@ -48,4 +48,7 @@ def test_fp32_peak_is_the_best_probe(monkeypatch, mm_s, conv_s, expected):
     monkeypatch.setattr(common.time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(F, "conv2d", conv2d)
     monkeypatch.setattr(torch.Tensor, "__matmul__", matmul)
-    assert common.fp32_peak_gflops(N, repeats=2) == pytest.approx(expected / 1e9)
+    threads = torch.get_num_threads()
+    # one core probed, times the threads; the thread count is restored
+    assert common.fp32_peak_gflops(N, repeats=2) == pytest.approx(expected * threads / 1e9)
+    assert torch.get_num_threads() == threads

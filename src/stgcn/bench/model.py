@@ -321,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
               "memory": "torch CPU allocator peak above start (profiler memory events)"
               if args.device == "cpu" else "torch.cuda.max_memory_allocated above start",
               "flops": "FlopCounterMode on the plain formulation (same math for both)", "shapes": []}
-    lines = [f"fp32 peak {peak:.1f} GFLOP/s (best of a matmul and a 9x1 convolution); "
+    lines = [f"fp32 peak {peak:.1f} GFLOP/s (one core's best of a matmul and a 9x1 conv, x threads); "
              f"threads {torch.get_num_threads()}; "
              f"load {result['machine']['load_avg_1m']}"]
     if args.checkpoint:
