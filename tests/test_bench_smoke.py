@@ -18,13 +18,14 @@ def _run_json(capsys, argv):
 
 def test_bench_model_quick_json(capsys):
     r = _run_json(capsys, ["bench", "model", "--quick", "--json"])
-    assert r["sgemm_peak_gflops"] > 0 and r["memory"] and r["flops"]
+    assert r["fp32_peak_gflops"] > 0 and r["memory"] and r["flops"] and r["warmup_rounds"] >= 1
     assert r["shapes"]
     for s in r["shapes"]:
         assert s["logits_max_abs_diff"] < 1e-4
         for mode in ("forward", "train_step"):
             d = s[mode]
             assert d["ratio"] > 0 and d["analytic_gflop"] > 0
+            assert d["ratio_ceiling"] == pytest.approx(1 / d["plain"]["fraction_of_peak"])
             for who in ("plain", "ours"):
                 for key in ("samples_per_s", "median_s", "peak_mem_mb", "fraction_of_peak"):
                     assert key in d[who]

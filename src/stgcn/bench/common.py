@@ -43,22 +43,47 @@ def quantile(xs: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def sgemm_peak_gflops(n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
-    """Float32 matmul throughput of an (n×n)·(n×n) product, best of ``repeats`` (GFLOP/s)."""
+def fp32_peak_gflops(n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
+    """An upper bound of this machine's float32 throughput (GFLOP/s) at the current thread count.
+
+    CUDA: the best of ``repeats`` (n×n)·(n×n) matmuls. CPU: one core's best rate, of that matmul
+    and of a channels-last (9×1) convolution (oneDNN's direct convolution, ST-GCN's temporal
+    convolution), times the thread count (perfect scaling). One thread is probed because a probe
+    with all threads on a loaded machine measured the load (66 GFLOP/s with 2 threads at load 4.8,
+    where one core alone ran 245). The matmul alone understates the peak here: torch's float32
+    ``torch.mm`` is MKL's sgemm, 75 GFLOP/s per core on this project's AMD CPU, where oneDNN's
+    convolution runs 245-260, so a model on oneDNN showed more than 100 % of that "peak"."""
     import torch
+    import torch.nn.functional as F
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    def best(fn, reps: int) -> float:
+        fn()
+        sync()
+        t = float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            t = min(t, time.perf_counter() - t0)
+        return t
 
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    a @ b
-    sync()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
+    if device != "cpu":
+        return 2 * n ** 3 / best(lambda: a @ b, repeats) / 1e9
+    threads = torch.get_num_threads()
+    frames = max(16, n * 150 // 2048)  # (16, 64, 150, 18) at n = 2048: 3.2 GFLOP
+    x = torch.randn(16, 64, frames, 18).relu_().contiguous(memory_format=torch.channels_last)
+    w = torch.randn(64, 64, 9, 1)
+    torch.set_num_threads(1)
+    try:
+        rate = max(2 * n ** 3 / best(lambda: a @ b, repeats),
+                   2 * x.numel() * 64 * 9 / best(lambda: F.conv2d(x, w, None, 1, (4, 0)), 3 * repeats))
+    finally:
+        torch.set_num_threads(threads)
+    return rate * threads / 1e9
 
 
 def peak_alloc_bytes(fn: Callable[[], object]) -> int:
