@@ -95,3 +95,25 @@ def test_tiny_benchmark_end_to_end(tmp_path, causal):
     m = json.loads(js.read_text())["metrics"]["0"]
     assert m["accuracy"] == pytest.approx(doc["metrics"]["accuracy"], abs=1e-6)
     assert np.isfinite(m["edit"])
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [([], 0.0), (["train.label_smoothing=0.2"], 0.2)])
+def test_window_models_train_without_label_smoothing_unless_asked(monkeypatch, tmp_path, overrides, expected):
+    import stgcn.engine
+    from stgcn.engine.segment_benchmark import train_model
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(cfg, **_):
+        seen["cfg"] = cfg
+        raise Stop
+
+    monkeypatch.setattr(stgcn.engine, "train", fake_train)
+    with pytest.raises(Stop):
+        train_model(tmp_path / "store", "train", "val", tmp_path / "out",
+                    BenchmarkSettings(out=tmp_path, overrides=overrides), clip_len=12)
+    assert seen["cfg"].train.label_smoothing == expected
+    assert seen["cfg"].recipe == "small"  # the recipe itself has 0.1
