@@ -16,7 +16,7 @@ def test_quickstart_one_epoch(tmp_path):
     r = subprocess.run([sys.executable, "-m", "stgcn", "quickstart", "--out", str(out), "--epochs", "1",
                         "--no-video"], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    for f in ("data/meta.json", "train/report.md", "train/checkpoints/best.pt", "train/curves.png",
-              "eval/report.md", "eval/confusion.png", "eval/scores.npz"):
+    for f in ("data/meta.json", "train/report.md", "train/checkpoints/best.pt", "train/checkpoints/final.pt",
+              "train/curves.png", "eval/report.md", "eval/confusion.png", "eval/scores.npz"):
         assert (out / f).is_file(), f
     assert "UTKinect cross-subject" in r.stdout and "training report" in r.stdout

@@ -6,7 +6,7 @@ mediapipe/cv2 only by the video demo)::
     import stgcn
     model = stgcn.create_model("stgcn", layout="ntu-rgb+d", strategy="spatial", num_classes=60)
     sample = stgcn.load_sample("S001C001P001R001A001.skeleton")
-    model, meta = stgcn.load_model("runs/demo/train/checkpoints/best.pt")
+    model, meta = stgcn.load_model("runs/demo/train/checkpoints/final.pt")
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ person slots, channels, normalisation, test pipeline and clips) and builds every
 * people from a pose source (video, OpenPose folder, camera) become a raw clip in the model's
   layout with :meth:`~Predictor.people_clip`.
 
->>> p = Predictor.from_checkpoint("runs/demo/train/checkpoints/best.pt")
+>>> p = Predictor.from_checkpoint("runs/demo/train/checkpoints/final.pt")
 >>> p(open_store("runs/demo/data").get(20), topk=3)   # the answer of `stgcn predict runs/demo/data#20`
 """
 
