@@ -65,8 +65,10 @@ def test_fused_and_bf16_ensembles_keep_the_mean_and_the_members_untouched():
         assert not getattr(members[0], "fused", False)  # a copy was fused
         assert fused.num_classes == len(NAMES)  # member 0 answers for the architecture
         bf16 = optimize_for_inference(ens, "bf16")
-        agree = (bf16(x).argmax(-1) == fused(x).argmax(-1)).float().mean()
-    assert bf16(x).dtype == torch.float32 and agree >= 0.5
+        out = bf16(x)
+    # bfloat16 keeps 8 bits of mantissa: probabilities to a few hundredths (fp32 when the CPU lacks it)
+    assert out.dtype == torch.float32
+    assert np.allclose(torch.softmax(out.double(), -1).numpy(), _mean_softmax(members, x), atol=0.03)
 
 
 def test_predictor_on_a_run_directory_averages_its_members(tmp_path):

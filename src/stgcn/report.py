@@ -67,7 +67,9 @@ def train_report(cfg, metrics: dict, history: list[dict], result) -> str:
         "",
         "## Files",
         "",
-        "- `checkpoints/best.pt` — best model (`stgcn predict/demo/export --checkpoint ...`)",
+        "- `checkpoints/final.pt` — the final model, the one scored above "
+        "(`stgcn predict/demo/export --checkpoint ...`)",
+        "- `checkpoints/best.pt` — the epoch with the best validation top-1 (picked on the validation split)",
         "- `checkpoints/last.pt` — full training state (`stgcn train ... --resume`)",
         "- `metrics.json`, `log.csv`, `val_scores.npz` (per-sample logits, for `stgcn fuse`), `config.yaml`",
         "",

@@ -65,7 +65,7 @@ def read_init(path: str | Path) -> InitSource:
         return InitSource(path, STGCN, raw, digest)
     if isinstance(raw, dict) and raw.get("format") == "stgcn-train-state":
         raise CheckpointError(f"{path}: a training state (checkpoints/last.pt), not a model checkpoint: start "
-                              "from checkpoints/best.pt, or continue that run with --resume")
+                              "from checkpoints/final.pt, or continue that run with --resume")
     try:
         official = is_official(official_state_dict(raw))
     except CheckpointError:
