@@ -5,9 +5,11 @@ fields and that our model and the plain formulation (or ONNX Runtime) agree on t
 """
 
 import json
+import os
 
 import pytest
 
+from stgcn.bench import model as bench_model
 from stgcn.cli import main
 
 
@@ -19,7 +21,11 @@ def _run_json(capsys, argv):
 def test_bench_model_quick_json(capsys):
     r = _run_json(capsys, ["bench", "model", "--quick", "--json"])
     assert r["fp32_peak_gflops"] > 0 and r["memory"] and r["flops"] and r["warmup_rounds"] >= 1
-    assert r["shapes"]
+    assert r["shapes"] and r["isolation"] == "a fresh process per shape"
+    pids = [s["pid"] for s in r["shapes"]]  # each shape measured in its own process, none in this one
+    assert len(set(pids)) == len(pids) and os.getpid() not in pids
+    assert all(s["malloc_env"] == bench_model.KEEP_FREED_MEMORY for s in r["shapes"])
+    assert "MALLOC_MMAP_THRESHOLD_" not in os.environ  # set for the children only
     for s in r["shapes"]:
         assert s["logits_max_abs_diff"] < 1e-4
         for mode in ("forward", "train_step"):
@@ -30,6 +36,19 @@ def test_bench_model_quick_json(capsys):
                 for key in ("samples_per_s", "median_s", "peak_mem_mb", "fraction_of_peak"):
                     assert key in d[who]
                 assert d[who]["peak_mem_mb"] > 0
+
+
+def test_bench_model_same_process(capsys):
+    r = _run_json(capsys, ["bench", "model", "--quick", "--json", "--same-process", "--shapes", "openpose:2:12:1"])
+    assert r["isolation"] == "this process" and [s["pid"] for s in r["shapes"]] == [os.getpid()]
+    assert r["shapes"][0]["logits_max_abs_diff"] < 1e-4
+
+
+def test_bench_model_system_malloc(capsys, monkeypatch):
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")  # the user's own setting: not passed on, restored
+    r = _run_json(capsys, ["bench", "model", "--quick", "--json", "--system-malloc", "--shapes", "openpose:2:12:1"])
+    assert r["allocator"] == "glibc defaults" and r["shapes"][0]["malloc_env"] == {}
+    assert r["shapes"][0]["pid"] != os.getpid() and os.environ["MALLOC_MMAP_THRESHOLD_"] == "65536"
 
 
 def test_bench_stream_quick_json(capsys):

@@ -17,6 +17,16 @@ calls are slower while the allocator's heap grows to its working set (measured a
 T=150, 1 thread: 5.6, 6.0, 6.7, 7.5 samples/s over its first four calls, ours 8.8 then 11), so
 with fewer warm-up calls its rate, and our ratio, depended on which shape ran before.
 
+Each shape runs in a fresh process (spawned; ``--same-process`` runs them all in this one) whose
+glibc allocator keeps the memory it frees (``MALLOC_MMAP_THRESHOLD_``, :data:`KEEP_FREED_MEMORY`;
+``--system-malloc`` leaves glibc's defaults). With the defaults every block above glibc's mmap
+threshold (at most 32 MB) is mapped for one call and unmapped after it, so each call faults in and
+zeroes its temporaries again, and on this VM that cost varies from run to run and within a run:
+the plain forward at NTU N=8, T=150, 2 threads took 0.59-1.53 s per call over six fresh processes
+(the ratio 1.48-2.30x, whatever the shape order), with the memory kept 0.54-0.62 s (1.44-1.50x).
+The plain formulation's (N, K*C, T, V) temporaries are what it maps; ours allocates a third as much,
+so the defaults moved the ratio, not only the rates.
+
 Reported per shape: samples/s of both and the ratio, peak memory (torch CPU allocator peak above the
 start level, replayed from profiler memory events; CUDA: ``max_memory_allocated``), the fraction of
 this machine's float32 peak (analytic FLOPs of the plain formulation from ``FlopCounterMode`` ÷ time,
@@ -32,6 +42,9 @@ with fp32 and the max abs logit difference (:func:`accuracy_cost`).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -294,9 +307,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", help="inference precisions to time, comma-separated: fp32,bf16,int8 "
                                                        "(fp32 always runs; int8 is ONNX Runtime's, see stgcn export; "
                                                        "fp32 and bf16 are also scored with --checkpoint)")
+    p.add_argument("--same-process", action="store_true",
+                   help="run every shape in this process (default: each in a fresh one, so that no shape's "
+                        "rate depends on the shapes before it)")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="leave glibc's allocator at its defaults in the shape processes (default: it keeps "
+                        "freed memory, so no call pays for mapping its temporaries again)")
     p.add_argument("--checkpoint", help="with --data and --split: score each precision on real data first")
     p.add_argument("--data", help="prepared store of the checkpoint's layout")
     p.add_argument("--split", help="split of --data to score, e.g. xsub_test")
+
+
+#: The environment of a benchmark process: glibc serves every block from its heap and keeps what is
+#: freed (no per-call mmap/munmap), as a long-running process reaches its steady state; other C
+#: libraries ignore it.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(4 << 30)}
+
+
+def _bench_shape_here(threads: int, layout: str, n: int, t: int, m: int, kwargs: dict) -> dict:
+    torch.set_num_threads(threads)
+    return bench_shape(layout, n, t, m, **kwargs) | {
+        "pid": os.getpid(), "malloc_env": {k: os.environ[k] for k in KEEP_FREED_MEMORY if k in os.environ}}
+
+
+def bench_shape_isolated(layout: str, n: int, t: int, m: int, *, fresh_process: bool = True,
+                         keep_freed_memory: bool = True, **kwargs) -> dict:
+    """:func:`bench_shape` in a freshly spawned process (this process's thread count; with
+    :data:`KEEP_FREED_MEMORY` in its environment unless ``keep_freed_memory=False``), or here with
+    ``fresh_process=False``; the result records the process id and the allocator settings it ran with."""
+    threads = torch.get_num_threads()
+    if not fresh_process:
+        return _bench_shape_here(threads, layout, n, t, m, kwargs)
+    saved = {k: os.environ.pop(k) for k in KEEP_FREED_MEMORY if k in os.environ}
+    if keep_freed_memory:
+        os.environ.update(KEEP_FREED_MEMORY)
+    try:  # the child copies os.environ when it starts, at the first submit
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_bench_shape_here, threads, layout, n, t, m, kwargs).result()
+    finally:
+        for k in KEEP_FREED_MEMORY:
+            os.environ.pop(k, None)
+        os.environ.update(saved)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -318,11 +369,15 @@ def run(args: argparse.Namespace) -> int:
     peak = fp32_peak_gflops(256 if args.quick else 2048, device=args.device)
     result = {"machine": machine_info(), "device": args.device, "fp32_peak_gflops": peak,
               "warmup_rounds": WARMUP_ROUNDS,
+              "isolation": "this process" if args.same_process else "a fresh process per shape",
+              "allocator": "this process's" if args.same_process else
+              "glibc defaults" if args.system_malloc else f"glibc keeping freed memory ({KEEP_FREED_MEMORY})",
               "memory": "torch CPU allocator peak above start (profiler memory events)"
               if args.device == "cpu" else "torch.cuda.max_memory_allocated above start",
               "flops": "FlopCounterMode on the plain formulation (same math for both)", "shapes": []}
     lines = [f"fp32 peak {peak:.1f} GFLOP/s (one core's best of a matmul and a 9x1 conv, x threads); "
-             f"threads {torch.get_num_threads()}; "
+             f"threads {torch.get_num_threads()}; shapes run in {result['isolation']}, allocator "
+             f"{result['allocator']}; "
              f"load {result['machine']['load_avg_1m']}"]
     if args.checkpoint:
         result["accuracy"] = accuracy_cost(args.checkpoint, args.data, args.split,
@@ -330,8 +385,10 @@ def run(args: argparse.Namespace) -> int:
         lines += _accuracy_lines(result["accuracy"])
     for layout, n, t, m in shapes:
         reps = args.repeats or (1 if args.quick else (3 if t >= 300 else 5))
-        r = bench_shape(layout, n, t, m, repeats=reps, device=args.device, amp=not args.no_amp,
-                        compile_=args.compile, peak=peak, precisions=precisions)
+        r = bench_shape_isolated(layout, n, t, m, fresh_process=not args.same_process,
+                                 keep_freed_memory=not args.system_malloc, repeats=reps,
+                                 device=args.device, amp=not args.no_amp, compile_=args.compile, peak=peak,
+                                 precisions=precisions)
         r["repeats"] = reps
         result["shapes"].append(r)
         lines.append(f"{layout} N={n} T={t} M={m}: eval logits max abs diff {r['logits_max_abs_diff']:.2e} "
