@@ -23,7 +23,8 @@ glibc allocator keeps the memory it frees (``MALLOC_MMAP_THRESHOLD_``, :data:`KE
 threshold (at most 32 MB) is mapped for one call and unmapped after it, so each call faults in and
 zeroes its temporaries again, and on this VM that cost varies from run to run and within a run:
 the plain forward at NTU N=8, T=150, 2 threads took 0.59-1.53 s per call over six fresh processes
-(the ratio 1.48-2.30x, whatever the shape order), with the memory kept 0.54-0.62 s (1.44-1.50x).
+(the ratio 1.48-2.30x, whatever the shape order), with the memory kept 0.54-0.76 s over four
+processes, steady within each (1.47-1.70x).
 The plain formulation's (N, K*C, T, V) temporaries are what it maps; ours allocates a third as much,
 so the defaults moved the ratio, not only the rates.
 
