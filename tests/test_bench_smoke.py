@@ -51,6 +51,11 @@ def test_bench_model_system_malloc(capsys, monkeypatch):
     assert r["shapes"][0]["pid"] != os.getpid() and os.environ["MALLOC_MMAP_THRESHOLD_"] == "65536"
 
 
+def test_bench_model_rejects_system_malloc_in_the_same_process(capsys):
+    assert main(["bench", "model", "--quick", "--same-process", "--system-malloc"]) == 2
+    assert "--system-malloc" in capsys.readouterr().err
+
+
 def test_bench_stream_quick_json(capsys):
     r = _run_json(capsys, ["bench", "stream", "--quick", "--json", "--threads", "1"])
     assert len(r["cases"]) == 3  # the demo model and the official network on two layouts

@@ -14,8 +14,8 @@ The plain model below is written from the official code (yysijie/st-gcn ``net/st
 Every function is called untimed ``1 + 1 + WARMUP_ROUNDS`` times first (warm-up, peak memory, then
 interleaved rounds), so that both are timed in their steady state: the plain formulation's first
 calls are slower while the allocator's heap grows to its working set (measured at OpenPose N=8,
-T=150, 1 thread: 5.6, 6.0, 6.7, 7.5 samples/s over its first four calls, ours 8.8 then 11), so
-with fewer warm-up calls its rate, and our ratio, depended on which shape ran before.
+T=150, 1 thread: 5.6, 6.0, 6.7, 7.5 samples/s over its first four calls, ours 8.8 then 11). What
+moved its rate between runs afterwards was the allocator (next paragraph), not the shape order.
 
 Each shape runs in a fresh process (spawned; ``--same-process`` runs them all in this one) whose
 glibc allocator keeps the memory it frees (``MALLOC_MMAP_THRESHOLD_``, :data:`KEEP_FREED_MEMORY`;
@@ -360,6 +360,9 @@ def run(args: argparse.Namespace) -> int:
 
     precisions = [usable_precision(p) for p in args.precision.split(",") if p]
     precisions = list(dict.fromkeys(p for p in precisions if p != "fp32"))  # fp32 always runs; a fallback is fp32
+    if args.same_process and args.system_malloc:
+        raise ConfigError("--system-malloc sets the allocator of the shape processes; with --same-process "
+                          "there are none (this process keeps the allocator it started with): choose one")
     if (args.checkpoint, args.data, args.split).count(None) not in (0, 3):
         raise ConfigError("the accuracy cost needs --checkpoint, --data and --split together")
     if args.threads or args.quick:
